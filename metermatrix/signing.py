@@ -1,0 +1,49 @@
+"""Meter authentication: per-meter keys derived from one fleet secret, HMAC-signed bodies."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+#: Environment variable that, when set, holds the hex fleet secret.
+FLEET_KEY_ENV = "METERMATRIX_FLEET_KEY"
+#: HTTP header carrying the hex HMAC-SHA256 of the raw request body.
+SIGNATURE_HEADER = "X-Meter-Signature"
+
+
+def load_fleet_key(data_dir: Path, create: bool = True) -> bytes:
+    """The fleet secret: from $METERMATRIX_FLEET_KEY, else <data_dir>/fleet.key (made 0600)."""
+    from_env = os.environ.get(FLEET_KEY_ENV)
+    if from_env:
+        return bytes.fromhex(from_env.strip())
+    path = data_dir / "fleet.key"
+    if not path.exists():
+        if not create:
+            raise FileNotFoundError(f"no fleet key at {path}; start the server once first")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return load_fleet_key(data_dir, create=False)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+    return bytes.fromhex(path.read_text().strip())
+
+
+def meter_key(fleet_key: bytes, meter_id: int) -> bytes:
+    """A meter's own key: HMAC-SHA256(fleet secret, meter id as 9 ASCII digits)."""
+    return hmac.digest(fleet_key, f"{meter_id:09d}".encode("ascii"), hashlib.sha256)
+
+
+def sign_body(key: bytes, body: bytes) -> str:
+    """The X-Meter-Signature value for ``body``: hex HMAC-SHA256 under the meter key."""
+    return hmac.digest(key, body, hashlib.sha256).hex()
+
+
+def verify_signature(fleet_key: bytes, meter_id: int, body: bytes, signature: str) -> bool:
+    """True when ``signature`` is the meter's valid signature of ``body``."""
+    expected = sign_body(meter_key(fleet_key, meter_id), body)
+    return hmac.compare_digest(expected, signature.strip().lower())

@@ -1,0 +1,159 @@
+"""The master database interface (seed 1.4): what every storage backend implements."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+#: Region name used for meters whose owner has not registered a region yet.
+UNASSIGNED = "Unassigned"
+
+Outcome = Literal["stored", "duplicate", "conflict"]
+
+
+class StorageError(RuntimeError):
+    """The master database refused or failed an operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeterRecord:
+    """A meter and its owner, as far as known."""
+
+    meter_id: int
+    name: str | None = None
+    fin_no: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One half-hourly reading: ``energy_wh`` [Wh] in ``slot`` (0..47) of local ``day``."""
+
+    meter_id: int
+    day: date
+    slot: int
+    energy_wh: int
+
+
+@dataclass(frozen=True, slots=True)
+class DailyTotal:
+    """A meter's total for one closed day [Wh] and how many readings made it."""
+
+    meter_id: int
+    day: date
+    energy_wh: int
+    readings: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegionDay:
+    """A region's total for one closed day [Wh], its reporting meters and readings."""
+
+    region: str
+    day: date
+    energy_wh: int
+    meters: int
+    readings: int
+
+
+class Storage(abc.ABC):
+    """Master database. Writes happen inside ``transaction()``; one writer at a time."""
+
+    # -- transactions ---------------------------------------------------------------
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group writes into one durable commit."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection."""
+
+    # -- meters -----------------------------------------------------------------
+    @abc.abstractmethod
+    def add_meters(self, meter_ids: Iterable[int]) -> None:
+        """Create meters not yet known (owners unknown)."""
+
+    @abc.abstractmethod
+    def save_meter(self, meter: MeterRecord) -> None:
+        """Create or update a meter with its owner's details."""
+
+    @abc.abstractmethod
+    def get_meter(self, meter_id: int) -> MeterRecord | None:
+        """One meter, or None."""
+
+    @abc.abstractmethod
+    def list_meters(self, region: str | None = None) -> list[MeterRecord]:
+        """All meters (of one region), ordered by id."""
+
+    # -- readings ---------------------------------------------------------------
+    @abc.abstractmethod
+    def add_readings(self, readings: Sequence[Reading]) -> None:
+        """Store readings already known to be new (today's path); existing slots are kept."""
+
+    @abc.abstractmethod
+    def store_reading(self, reading: Reading) -> Outcome:
+        """Store one reading of any day; a new one on a closed day amends that day's total."""
+
+    @abc.abstractmethod
+    def readings_of_day(self, day: date) -> Iterator[Reading]:
+        """Every reading of ``day`` (for restoring today's store)."""
+
+    @abc.abstractmethod
+    def readings_between(self, meter_ids: Sequence[int], first: date, last: date) -> list[Reading]:
+        """Readings of some meters for days ``first``..``last`` inclusive."""
+
+    @abc.abstractmethod
+    def region_slot_energy(self, region: str, first: date, last: date) -> list[tuple[date, int, int, int]]:
+        """Per (day, slot) of a region: (day, slot, energy_wh, readings) summed over its meters."""
+
+    # -- days -------------------------------------------------------------------
+    @abc.abstractmethod
+    def close_day(self, day: date, totals: Iterable[tuple[int, int, int]]) -> None:
+        """Record (meter_id, energy_wh, readings) totals for ``day`` and mark it closed."""
+
+    @abc.abstractmethod
+    def close_day_from_readings(self, day: date) -> int:
+        """Close ``day`` from its stored readings; returns the number of meters totalled."""
+
+    @abc.abstractmethod
+    def closed_days(self) -> list[date]:
+        """All closed days, oldest first."""
+
+    @abc.abstractmethod
+    def days_with_open_readings(self, before: date) -> list[date]:
+        """Days before ``before`` that have readings but were never closed."""
+
+    @abc.abstractmethod
+    def daily_totals_between(
+        self, meter_ids: Sequence[int] | None, first: date, last: date
+    ) -> list[DailyTotal]:
+        """Daily totals of some meters (None: all) for days ``first``..``last``."""
+
+    @abc.abstractmethod
+    def region_days_between(self, first: date, last: date) -> list[RegionDay]:
+        """Per-region daily totals for days ``first``..``last``."""
+
+    @abc.abstractmethod
+    def import_daily_totals(self, totals: Iterable[DailyTotal]) -> None:
+        """Load historic daily totals (demo data, migrations) and mark their days closed."""
+
+    # -- accounts ---------------------------------------------------------------
+    @abc.abstractmethod
+    def add_resident(self, meter_id: int, password_hash: str) -> bool:
+        """Create a resident account; False if the meter already has one."""
+
+    @abc.abstractmethod
+    def resident_password_hash(self, meter_id: int) -> str | None:
+        """The stored hash of a resident's password, or None."""
+
+    @abc.abstractmethod
+    def set_manager(self, username: str, password_hash: str) -> None:
+        """Create a management account or change its password."""
+
+    @abc.abstractmethod
+    def manager_password_hash(self, username: str) -> str | None:
+        """The stored hash of a manager's password, or None."""
