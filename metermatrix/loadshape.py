@@ -70,11 +70,10 @@ def _normal(key: NDArray[np.uint64], stream: int) -> NDArray[np.float64]:
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
-def _bump(hours: NDArray[np.float64], centre: NDArray[np.float64], width: float
-          ) -> NDArray[np.float64]:
+def _bump(centre_h: float | NDArray[np.float64], width_h: float) -> NDArray[np.float64]:
     """A Gaussian bump over the day's slots, normalised to sum to 1 per row."""
-    shape = np.exp(-0.5 * ((hours - centre) / width) ** 2)
-    return shape / shape.sum(axis=-1, keepdims=True)
+    shape = np.exp(-0.5 * ((_HOURS - centre_h) / width_h) ** 2)
+    return np.asarray(shape / shape.sum(axis=-1, keepdims=True), dtype=np.float64)
 
 
 def _aircon(start_h: NDArray[np.float64], duration_h: NDArray[np.float64]
@@ -84,7 +83,7 @@ def _aircon(start_h: NDArray[np.float64], duration_h: NDArray[np.float64]
     rising = 1.0 / (1.0 + np.exp(-(since_start - 0.25) / 0.2))
     falling = 1.0 / (1.0 + np.exp((since_start - duration_h) / 0.3))
     shape = np.where(since_start > 20.0, 0.0, rising * falling)
-    return shape / shape.sum(axis=-1, keepdims=True)
+    return np.asarray(shape / shape.sum(axis=-1, keepdims=True), dtype=np.float64)
 
 
 def _household_keys(meter_ids: ArrayLike, seed: int) -> NDArray[np.uint64]:
@@ -124,17 +123,17 @@ def _day_profile(households: NDArray[np.uint64], seed: int, day: date) -> NDArra
     wake_h = 5.75 + 1.75 * _uniform(households, _WAKE) + (1.5 if weekend else 0.0)
     wake_h = wake_h + 0.25 * _normal(day_key, _WAKE_JITTER)
     home = 0.1 + 0.9 * _uniform(households, _HOME)
-    aircon = (0.12 + 0.33 * _uniform(households, _AIRCON)) * np.exp(0.25 * _weather(seed, day))
-    bedtime_h = 21.5 + 1.5 * _uniform(households, _BEDTIME)
-    aircon_h = 3.5 + 4.0 * _uniform(households, _AIRCON_OFF)
+    aircon = (0.10 + 0.25 * _uniform(households, _AIRCON)) * np.exp(0.15 * _weather(seed, day))
+    bedtime_h = 20.5 + 2.0 * _uniform(households, _BEDTIME)
+    aircon_h = 2.5 + 3.5 * _uniform(households, _AIRCON_OFF)
     morning, evening = 0.14, 0.26
     midday = 0.12 * home * (1.6 if weekend else 1.0)
     total = BASE_SHARE + morning + midday + evening + aircon
     profile = (
         BASE_SHARE / SLOTS_PER_DAY
-        + morning * _bump(_HOURS, wake_h + 0.75, 0.8)
-        + midday * _bump(_HOURS, np.full_like(home, 13.0), 2.5)
-        + evening * _bump(_HOURS, np.full_like(home, 20.0), 1.6)
+        + morning * _bump(wake_h + 0.75, 0.8)
+        + midday * _bump(13.0, 2.5)
+        + evening * _bump(20.0, 1.6)
         + aircon * _aircon(bedtime_h, aircon_h)
     )
     return np.asarray(profile / total, dtype=np.float64)
@@ -146,12 +145,14 @@ def fleet_day_energy_wh(meter_ids: ArrayLike, day: date, seed: int) -> NDArray[n
     energy_kwh = _daily_energy_kwh(households, seed, day) * _day_profile(households, seed, day)
     slot_keys = _mix(_mix(households, day.toordinal()), np.arange(SLOTS_PER_DAY, dtype=np.uint64))
     energy_kwh = energy_kwh * np.exp(0.18 * _normal(slot_keys, 0) - 0.5 * 0.18**2)
-    return np.maximum(np.rint(energy_kwh * 1000.0), 1).astype(np.int64)
+    energy_wh: NDArray[np.int64] = np.maximum(np.rint(energy_kwh * 1000.0), 1).astype(np.int64)
+    return energy_wh
 
 
 def day_energy_wh(meter_id: int, day: date, seed: int) -> NDArray[np.int64]:
     """One meter's 48 half-hourly readings for ``day`` [Wh], slot order."""
-    return fleet_day_energy_wh(np.array([meter_id]), day, seed)[0]
+    readings_wh: NDArray[np.int64] = fleet_day_energy_wh(np.array([meter_id]), day, seed)[0]
+    return readings_wh
 
 
 def half_hour_energy_wh(meter_id: int, day: date, slot: int, seed: int) -> int:
