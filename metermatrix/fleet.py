@@ -51,16 +51,16 @@ class FleetError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Meter:
-    """A meter: its nine-digit id, the resident's name and FIN, and its region."""
+    """A meter: its nine-digit id, the resident's name and FIN, and its region (if known)."""
 
     meter_id: int
     name: str
     fin_no: str
-    region: str
+    region: str | None
 
 
 def load_fleet(path: Path) -> list[Meter]:
-    """The meters of a master-database JSON file (seed 1.4 plus ``region``), by id."""
+    """The meters of a master-database JSON file (seed 1.4, ``region`` optional), by id."""
     try:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as error:
@@ -78,14 +78,15 @@ def _meter_from_record(key: str, record: object) -> Meter:
     if not isinstance(record, dict):
         raise FleetError(f"meter {key}: the record must be a JSON object")
     fields = {}
-    for field in ("name", "fin_no", "region"):
+    for field in ("name", "fin_no"):
         value = record.get(field)
         if not isinstance(value, str) or not value:
             raise FleetError(f"meter {key}: {field!r} must be a non-empty string")
         fields[field] = value
-    if fields["region"] not in REGIONS:
-        raise FleetError(f"meter {key}: region {fields['region']!r} is not one of {REGIONS}")
-    return Meter(int(key), fields["name"], fields["fin_no"], fields["region"])
+    region = record.get("region")
+    if region is not None and region not in REGIONS:
+        raise FleetError(f"meter {key}: region {region!r} is not one of {REGIONS}")
+    return Meter(int(key), fields["name"], fields["fin_no"], region)
 
 
 def synthetic_fleet(n: int, seed: int) -> list[Meter]:

@@ -19,6 +19,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from metermatrix.slots import SLOTS_PER_DAY
 
+#: The seed the simulator and the demo master database use unless told otherwise.
+DEFAULT_SEED = 2026
 #: Dwelling types: (name, share of households, typical daily consumption [kWh]).
 DWELLINGS: tuple[tuple[str, float, float], ...] = (
     ("HDB 3-room", 0.22, 9.5),

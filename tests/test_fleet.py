@@ -48,11 +48,18 @@ def test_load_fleet_reads_meters_sorted_by_id(tmp_path: Path) -> None:
     ]
 
 
+def test_load_fleet_reads_a_seed_file_without_regions(tmp_path: Path) -> None:
+    seed_record = record("Aashima", "West")
+    del seed_record["region"]
+    path = write_json(tmp_path / "masterDB.json", {"999999999": seed_record})
+    assert load_fleet(path) == [Meter(999_999_999, "Aashima", "A3389127I", None)]
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("12345", record("Short", "East"), "nine digits"),
     ("99999999x", record("Letters", "East"), "nine digits"),
     ("999999999", ["not", "a", "record"], "JSON object"),
-    ("999999999", {"name": "No region", "fin_no": "F1234567K"}, "region"),
+    ("999999999", {"region": "East", "fin_no": "F1234567K"}, "name"),
     ("999999999", record("Nowhere", "Atlantis"), "Atlantis"),
     ("999999999", record("", "East"), "name"),
 ])
