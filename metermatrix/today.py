@@ -36,6 +36,9 @@ class TodayStore:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def __contains__(self, meter_id: object) -> bool:
+        return meter_id in self._rows
+
     def _row_of(self, meter_id: int) -> int:
         row = self._rows.get(meter_id)
         if row is None:

@@ -107,7 +107,9 @@ class Storage(abc.ABC):
         """Readings of some meters for days ``first``..``last`` inclusive."""
 
     @abc.abstractmethod
-    def region_slot_energy(self, region: str, first: date, last: date) -> list[tuple[date, int, int, int]]:
+    def region_slot_energy(
+        self, region: str, first: date, last: date
+    ) -> list[tuple[date, int, int, int]]:
         """Per (day, slot) of a region: (day, slot, energy_wh, readings) summed over its meters."""
 
     # -- days -------------------------------------------------------------------

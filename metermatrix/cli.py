@@ -1,0 +1,96 @@
+"""The ``metermatrix`` operator command: import, export, close-day, admin, meter-key."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from datetime import date
+from pathlib import Path
+
+from metermatrix.accounts import hash_password
+from metermatrix.masterdb import MasterFileError, export_master, import_master
+from metermatrix.signing import load_fleet_key, meter_key
+from metermatrix.storage import open_storage
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metermatrix", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--data-dir", type=Path, default=Path("./data"),
+                         help="the server's data folder (default: ./data)")
+        return sub
+
+    sub = command("import", "load a master database JSON file (seed 1.4, with region)")
+    sub.add_argument("file", type=Path)
+    sub.add_argument("--shift-days", type=int, default=0, help="move every date by N days")
+    sub = command("export", "write the master database as the seed's JSON (1.4) with region")
+    sub.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    sub = command("close-day", "close a day now from its stored readings (idempotent)")
+    sub.add_argument("--date", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
+    sub = command("admin", "management accounts")
+    admin = sub.add_subparsers(dest="action", required=True)
+    add = admin.add_parser("add", help="create a management login or change its password")
+    add.add_argument("username")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input instead of asking")
+    add.add_argument("--data-dir", type=Path, default=Path("./data"), help=argparse.SUPPRESS)
+    sub = command("meter-key", "print a meter's hex signing key (for provisioning the meter)")
+    sub.add_argument("meter_id", type=int)
+    return parser
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise SystemExit("passwords differ")
+    if len(password) < 8:
+        raise SystemExit("a password needs at least 8 characters")
+    return password
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one operator command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    data_dir: Path = args.data_dir
+    if args.command == "meter-key":
+        key = meter_key(load_fleet_key(data_dir, create=False), args.meter_id)
+        print(key.hex())
+        return 0
+    storage = open_storage(data_dir)
+    try:
+        if args.command == "import":
+            try:
+                count = import_master(storage, args.file, shift_days=args.shift_days)
+            except (MasterFileError, ValueError, KeyError) as error:
+                print(f"import failed, nothing stored: {error}", file=sys.stderr)
+                return 1
+            print(f"imported {count} meters from {args.file}")
+        elif args.command == "export":
+            data = export_master(storage)
+            if args.out:
+                args.out.write_bytes(data + b"\n")
+            else:
+                sys.stdout.buffer.write(data + b"\n")
+        elif args.command == "close-day":
+            meters = storage.close_day_from_readings(args.date)
+            print(f"closed {args.date}: {meters} meters")
+        elif args.command == "admin":
+            password = _read_password(args.password_stdin)
+            with storage.transaction():
+                storage.set_manager(args.username, hash_password(password))
+            print(f"management login {args.username!r} saved")
+    finally:
+        storage.close()
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())

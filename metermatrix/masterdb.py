@@ -1,0 +1,95 @@
+"""The seed's master database JSON (1.4), with a ``region`` per meter: import and export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from metermatrix.slots import SLOT_LABELS, slot_of_label
+from metermatrix.storage import DailyTotal, MeterRecord, Reading, Storage
+
+_OWNER_FIELDS = frozenset({"name", "fin_no", "region", "previous_day"})
+
+
+class MasterFileError(ValueError):
+    """A master database JSON file that cannot be imported."""
+
+
+def _kwh_to_wh(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise MasterFileError(f"{where}: expected a non-negative number of kWh, got {value!r}")
+    return round(value * 1000)
+
+
+def read_master(path: Path) -> dict[str, dict[str, Any]]:
+    """Parse and shape-check a master database JSON file."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as error:
+        raise MasterFileError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise MasterFileError(f"{path}: expected an object keyed by meter id")
+    for key, entry in data.items():
+        if not key.isdigit() or not 0 < int(key) <= 999_999_999 or not isinstance(entry, dict):
+            raise MasterFileError(f"{path}: {key!r} is not a meter id with an object")
+    return data
+
+
+def latest_day(entry: dict[str, Any]) -> date | None:
+    """The newest date key of one meter's entry (the day ``previous_day`` belongs to)."""
+    days = [date.fromisoformat(key) for key in entry if key not in _OWNER_FIELDS]
+    return max(days) if days else None
+
+
+def import_master(storage: Storage, path: Path, shift_days: int = 0) -> int:
+    """Load meters, daily totals and previous-day readings; returns meters imported.
+
+    ``shift_days`` moves every date (the demo data is shifted to end yesterday).
+    """
+    data = read_master(path)
+    shift = timedelta(days=shift_days)
+    totals: list[DailyTotal] = []
+    readings: list[Reading] = []
+    with storage.transaction():
+        for key, entry in data.items():
+            meter_id = int(key)
+            storage.save_meter(MeterRecord(meter_id, entry.get("name"), entry.get("fin_no"),
+                                           entry.get("region")))
+            for field, value in entry.items():
+                if field in _OWNER_FIELDS:
+                    continue
+                day = date.fromisoformat(field) + shift
+                totals.append(DailyTotal(meter_id, day, _kwh_to_wh(value, f"{key}/{field}"), 48))
+            last = latest_day(entry)
+            for label, value in (entry.get("previous_day") or {}).items():
+                if last is None:
+                    raise MasterFileError(f"{key}: previous_day without any daily total")
+                readings.append(Reading(meter_id, last + shift, slot_of_label(label),
+                                        _kwh_to_wh(value, f"{key}/previous_day/{label}")))
+        storage.add_readings(readings)
+        storage.import_daily_totals(totals)
+    return len(data)
+
+
+def iter_export(storage: Storage) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(meter id, seed 1.4 entry plus region) for every meter."""
+    closed = storage.closed_days()
+    first, last = (closed[0], closed[-1]) if closed else (date.min, date.min)
+    for meter in storage.list_meters():
+        entry: dict[str, Any] = {"name": meter.name, "fin_no": meter.fin_no,
+                                 "region": meter.region, "previous_day": {}}
+        if closed:
+            for reading in storage.readings_between([meter.meter_id], last, last):
+                entry["previous_day"][SLOT_LABELS[reading.slot]] = reading.energy_wh / 1000
+            for total in reversed(storage.daily_totals_between([meter.meter_id], first, last)):
+                entry[total.day.isoformat()] = total.energy_wh / 1000
+        yield f"{meter.meter_id:09d}", entry
+
+
+def export_master(storage: Storage) -> bytes:
+    """The whole master database as the seed's JSON (1.4) with ``region`` per meter."""
+    return orjson.dumps(dict(iter_export(storage)), option=orjson.OPT_INDENT_2)

@@ -1,0 +1,1 @@
+"""The web layer: Tornado application, handlers, templates and static files."""

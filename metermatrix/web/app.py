@@ -1,0 +1,54 @@
+"""The Tornado application: one route table for meters, residents and management."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+
+from metermatrix.service import MeterService
+from metermatrix.web.base import BaseHandler
+from metermatrix.web.meter import MeterHandler, StatusHandler
+
+HERE = Path(__file__).parent
+
+
+def cookie_secret(data_dir: Path) -> str:
+    """The cookie-signing secret, made on first start in the data folder (mode 0600)."""
+    path = data_dir / "cookie.secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with open(path, "x", opener=lambda p, flags: __import__("os").open(p, flags, 0o600)) as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+class LandingHandler(BaseHandler):
+    """/ : new user or existing user."""
+
+    def get(self) -> None:
+        self.render("landing.html")
+
+
+def make_app(service: MeterService, extra_routes: list[Any] | None = None,
+             **options: Any) -> tornado.web.Application:
+    """The application with every route; ``service`` is shared by all handlers."""
+    routes: list[Any] = [
+        (r"/", LandingHandler),
+        (r"/meter", MeterHandler),
+        (r"/api/v1/status", StatusHandler),
+    ]
+    routes.extend(extra_routes or [])
+    return tornado.web.Application(
+        routes,
+        service=service,
+        template_path=str(HERE / "templates"),
+        static_path=str(HERE / "static"),
+        cookie_secret=cookie_secret(service.settings.data_dir),
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},
+        login_url="/profile",
+        **options,
+    )

@@ -1,0 +1,54 @@
+"""POST /meter (seed 1.1): authenticated, validated, durable before it is acknowledged."""
+
+from __future__ import annotations
+
+from metermatrix.collector import NotStoredError
+from metermatrix.packets import PacketError, decode_body, parse_meter_id, parse_packet
+from metermatrix.signing import SIGNATURE_HEADER, verify_signature
+from metermatrix.web.base import JSONHandler
+
+_STATUS = {"stored": 201, "duplicate": 200, "conflict": 409}
+
+
+class MeterHandler(JSONHandler):
+    """Meters post one packet per half hour here."""
+
+    def check_xsrf_cookie(self) -> None:
+        """Meters sign their packets instead of carrying a session."""
+
+    async def post(self) -> None:
+        service = self.service
+        signature = self.request.headers.get(SIGNATURE_HEADER)
+        if signature is None and not service.settings.insecure_meters:
+            return self.write_json({"error": f"missing {SIGNATURE_HEADER} header"}, 401)
+        body = self.request.body
+        try:
+            data = decode_body(body)
+            meter_id = parse_meter_id(data["id"])
+            if signature is not None or not service.settings.insecure_meters:
+                if not verify_signature(service.fleet_key, meter_id, body, signature or ""):
+                    return self.write_json({"error": "signature does not match this meter"}, 401)
+            packet = parse_packet(data, service.clock(), service.rules)
+        except PacketError as error:
+            return self.write_json({"error": str(error)}, error.status)
+        assert service.collector is not None
+        try:
+            receipt = await service.collector.accept(packet)
+        except NotStoredError as error:
+            self.set_header("Retry-After", "30")
+            return self.write_json({"error": f"reading not stored, send again: {error}"}, 503)
+        self.write_json(receipt.as_json(), _STATUS[receipt.outcome])
+
+
+class StatusHandler(JSONHandler):
+    """GET /api/v1/status: what meters and simulators need to know about this server."""
+
+    def get(self) -> None:
+        service = self.service
+        store = service.collector.store if service.collector else None
+        self.write_json({
+            "timezone": service.settings.timezone,
+            "open_day": service.open_day.isoformat() if store else None,
+            "late_days": service.settings.late_days,
+            "readings_today": store.reading_count() if store else 0,
+        })

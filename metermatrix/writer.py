@@ -1,0 +1,138 @@
+"""The single writer: one thread owns the master database and commits in groups.
+
+Requests queue up while a commit is on disk; the next commit takes all of them, so an
+fsync is shared by every reading that arrived meanwhile (group commit). Futures are
+resolved on the event loop only after the commit that holds their reading returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from metermatrix.storage import Outcome, Reading, Storage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Most queued requests taken into one commit.
+MAX_GROUP = 10_000
+
+
+@dataclass(slots=True)
+class _Request:
+    kind: str  # "new" (today's, known new), "any" (any day, database decides), "job", "sync"
+    future: asyncio.Future[Any]
+    reading: Reading | None = None
+    new_meter: bool = False
+    job: Callable[[Storage], Any] | None = None
+    result: Any = field(default=None)
+    error: BaseException | None = None
+
+
+class ReadingWriter:
+    """Queue of writes to the master database, executed by one thread in group commits."""
+
+    def __init__(self, open_storage: Callable[[], Storage], loop: asyncio.AbstractEventLoop):
+        self._open_storage = open_storage
+        self._loop = loop
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="metermatrix-writer", daemon=True)
+        self.commits = 0
+        self.readings_committed = 0
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish every queued request, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _submit(self, request: _Request) -> asyncio.Future[Any]:
+        self._queue.put(request)
+        return request.future
+
+    def add_new(self, reading: Reading, new_meter: bool) -> asyncio.Future[None]:
+        """Store a reading of the open day that today's store has just accepted."""
+        return self._submit(_Request("new", self._loop.create_future(), reading, new_meter))
+
+    def store(self, reading: Reading) -> asyncio.Future[Outcome]:
+        """Store a reading of any day, letting the database decide: stored/duplicate/conflict."""
+        return self._submit(_Request("any", self._loop.create_future(), reading))
+
+    def sync(self) -> asyncio.Future[None]:
+        """Resolves once everything queued before it is committed."""
+        return self._submit(_Request("sync", self._loop.create_future()))
+
+    def run(self, job: Callable[[Storage], T]) -> asyncio.Future[T]:
+        """Run ``job(storage)`` on the writer thread, in order with the readings."""
+        return self._submit(_Request("job", self._loop.create_future(), job=job))
+
+    # -- the thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        storage = self._open_storage()
+        try:
+            while True:
+                group = [self._queue.get()]
+                while len(group) < MAX_GROUP:
+                    try:
+                        group.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                requests = [request for request in group if request is not None]
+                self._execute(storage, requests)
+                self._loop.call_soon_threadsafe(_resolve, requests)
+                if len(requests) < len(group):
+                    return
+        finally:
+            storage.close()
+
+    def _execute(self, storage: Storage, requests: list[_Request]) -> None:
+        pending: list[_Request] = []
+        for request in requests:
+            if request.kind == "job":
+                self._commit(storage, pending)
+                pending = []
+                try:
+                    request.result = request.job(storage)  # type: ignore[misc]
+                except Exception as error:  # noqa: BLE001 - handed to the caller
+                    log.exception("writer job failed")
+                    request.error = error
+            else:
+                pending.append(request)
+        self._commit(storage, pending)
+
+    def _commit(self, storage: Storage, requests: list[_Request]) -> None:
+        if not requests:
+            return
+        new = [r for r in requests if r.kind == "new"]
+        try:
+            with storage.transaction():
+                storage.add_meters(r.reading.meter_id for r in new if r.new_meter)  # type: ignore[union-attr]
+                storage.add_readings([r.reading for r in new])  # type: ignore[misc]
+                for request in requests:
+                    if request.kind == "any":
+                        request.result = storage.store_reading(request.reading)  # type: ignore[arg-type]
+        except Exception as error:  # noqa: BLE001 - every caller learns of the failure
+            log.exception("commit of %d requests failed", len(requests))
+            for request in requests:
+                request.error = error
+            return
+        self.commits += 1
+        self.readings_committed += len(new)
+
+
+def _resolve(requests: list[_Request]) -> None:
+    for request in requests:
+        if request.future.done():
+            continue
+        if request.error is not None:
+            request.future.set_exception(request.error)
+        else:
+            request.future.set_result(request.result)

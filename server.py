@@ -1,0 +1,88 @@
+"""MeterMatrix server: meters post to /meter, residents and management use the web pages.
+
+    python server.py [--port 8000] [--data-dir ./data] [--timezone UTC] [--no-demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import tornado.httpserver
+
+from metermatrix.accounts import DEMO_MANAGER, DEMO_PASSWORD
+from metermatrix.demo import demo_yesterday, load_demo
+from metermatrix.routines import open_day_for
+from metermatrix.service import MeterService, utc_now
+from metermatrix.settings import Settings, add_arguments, settings_from_args
+from metermatrix.web.app import make_app
+
+log = logging.getLogger("metermatrix.server")
+HERE = Path(__file__).resolve().parent
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
+    """Settings from the command line, plus the options that are not settings."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    parser.add_argument("--with-simulator", action="store_true",
+                        help="also run simulator.py --backfill against this server (demo)")
+    args = parser.parse_args(argv)
+    try:
+        return settings_from_args(args), args
+    except ValueError as error:
+        parser.error(str(error))
+        raise
+
+
+def start_simulator(settings: Settings) -> subprocess.Popen[bytes]:
+    """A live simulator of the demo fleet feeding this server."""
+    url = f"http://{settings.host}:{settings.port}"
+    return subprocess.Popen([sys.executable, str(HERE / "simulator.py"), "--server", url,
+                             "--data-dir", str(settings.data_dir), "--backfill"])
+
+
+async def serve(settings: Settings, with_simulator: bool = False) -> None:
+    """Run the server until SIGINT or SIGTERM, then shut down cleanly."""
+    service = MeterService(settings)
+    if settings.demo:
+        load_demo(service.storage, demo_yesterday(open_day_for(utc_now(), settings)))
+    await service.start()
+    app = make_app(service)
+    server = tornado.httpserver.HTTPServer(app, max_body_size=1024 * 1024, xheaders=False)
+    server.listen(settings.port, settings.host)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"MeterMatrix listening on {url}/  (data in {settings.data_dir})", flush=True)
+    if settings.demo:
+        print(f"  resident demo login: meter 999999999, password {DEMO_PASSWORD}", flush=True)
+        print(f"  management login:    {DEMO_MANAGER} / {DEMO_PASSWORD} at "
+              f"{url}/management-dashboard/", flush=True)
+    simulator = start_simulator(settings) if with_simulator else None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    if simulator is not None:
+        simulator.terminate()
+    server.stop()
+    await server.close_all_connections()
+    await service.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point."""
+    settings, args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(settings, with_simulator=args.with_simulator))
+
+
+if __name__ == "__main__":
+    main()

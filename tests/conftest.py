@@ -1,0 +1,136 @@
+"""Shared fixtures: a real server process on a free port with its own data folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from metermatrix.signing import load_fleet_key, meter_key, sign_body
+from metermatrix.slots import interval_start
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """``python server.py`` in a child process, started and stopped by tests."""
+
+    def __init__(self, data_dir: Path, timezone: str = "UTC", extra: list[str] | None = None,
+                 demo: bool = False, dashboards: bool = False) -> None:
+        self.data_dir = data_dir
+        self.timezone = timezone
+        self.extra = list(extra or [])
+        self.demo = demo
+        self.dashboards = dashboards
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        command = [sys.executable, str(ROOT / "server.py"), "--port", str(self.port),
+                   "--data-dir", str(self.data_dir), "--timezone", self.timezone,
+                   "--demo" if self.demo else "--no-demo",
+                   "--dashboards" if self.dashboards else "--no-dashboards", *self.extra]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/api/v1/status", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> int:
+        """SIGTERM and wait: a clean shutdown."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
+
+    def signed_headers(self, meter_id: int, body: bytes) -> dict[str, str]:
+        key = meter_key(load_fleet_key(self.data_dir, create=False), meter_id)
+        return {"X-Meter-Signature": sign_body(key, body)}
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.url + path, data=body, method=method,
+                                         headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def post_packet(self, meter_id: int, timestamp: str | datetime, reading_kwh: float,
+                    sign: bool = True) -> tuple[int, dict[str, object]]:
+        """POST a seed 1.1 packet; returns (status, JSON body)."""
+        if isinstance(timestamp, datetime):
+            timestamp = timestamp.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = orjson.dumps({"id": meter_id, "timestamp": timestamp, "reading_kWh": reading_kwh})
+        headers = self.signed_headers(meter_id, body) if sign else {}
+        status, payload = self.request("POST", "/meter", body, headers)
+        return status, orjson.loads(payload)
+
+
+def send_time(day: date, slot: int, timezone: str = "UTC") -> datetime:
+    """When a meter sends the packet of ``slot`` on local ``day`` (hh:01 / hh:31)."""
+    return interval_start(day, slot, ZoneInfo(timezone)) + timedelta(minutes=31)
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[type[ServerProcess]]:
+    """Start servers (``make_server(data_dir, timezone=...)``); all are stopped afterwards."""
+    started: list[ServerProcess] = []
+
+    def factory(data_dir: Path | None = None, **kwargs: object) -> ServerProcess:
+        server = ServerProcess(data_dir or tmp_path / "data", **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server.start()
+
+    yield factory  # type: ignore[misc]
+    for server in started:
+        if server.process is not None and server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture
+def server(make_server: type[ServerProcess]) -> ServerProcess:
+    """A running server, no demo data, UTC, signed meters."""
+    return make_server()
