@@ -109,8 +109,8 @@ class ReadingWriter:
         self._commit(storage, pending)
 
     def _commit(self, storage: Storage, requests: list[_Request]) -> None:
-        if not requests:
-            return
+        if all(request.kind == "sync" for request in requests):
+            return  # nothing to write: everything before them is already committed
         new = [r for r in requests if r.kind == "new"]
         try:
             with storage.transaction():
