@@ -73,7 +73,10 @@ class Collector:
             return await self._store_new(packet)
         if existing != packet.energy_wh:
             return Receipt("conflict", packet, existing)
-        await self.writer.sync()
+        try:
+            await self.writer.sync()
+        except StorageError as error:
+            raise NotStoredError(str(error)) from error
         if self.store.get(packet.meter_id, packet.slot) is None:
             raise NotStoredError("the first copy of this reading failed to store")
         return Receipt("duplicate", packet)
