@@ -65,24 +65,30 @@ def format_chunk(
     return np.concatenate([prefix, text.reshape(rows, -1), closing], axis=1).tobytes()
 
 
+def iter_snapshot(store: TodayStore) -> Iterator[bytes]:
+    """The seed's nested JSON of ``store`` in pieces (one block of meters at a time)."""
+    ids, values = store.meter_ids(), store.matrix()
+    cells = cell_table(store.max_reading_wh)
+    yield b"{"
+    first = True
+    for start in range(0, len(ids), _CHUNK_METERS):
+        stop = start + _CHUNK_METERS
+        chunk = format_chunk(ids[start:stop], values[start:stop], store.missing, cells)
+        if first and chunk:
+            chunk, first = chunk[1:], False
+        yield chunk
+    yield b"}\n"
+
+
 def write_snapshot(store: TodayStore, path: Path) -> int:
     """Write ``store`` to ``path`` atomically (temp file, fsync, rename); returns bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    ids, values = store.meter_ids(), store.matrix()
-    cells = cell_table(store.max_reading_wh)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     written = 0
     with open(temporary, "wb") as handle:
-        handle.write(b"{")
-        first = True
-        for start in range(0, len(ids), _CHUNK_METERS):
-            stop = start + _CHUNK_METERS
-            chunk = format_chunk(ids[start:stop], values[start:stop], store.missing, cells)
-            if first and chunk:
-                chunk, first = chunk[1:], False
-            handle.write(chunk)
-            written += len(chunk)
-        handle.write(b"}\n")
+        for piece in iter_snapshot(store):
+            handle.write(piece)
+            written += len(piece)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
@@ -91,7 +97,7 @@ def write_snapshot(store: TodayStore, path: Path) -> int:
         os.fsync(directory)
     finally:
         os.close(directory)
-    return written + 3
+    return written
 
 
 def load_snapshot(path: Path) -> Iterator[tuple[int, int, int]]:

@@ -10,7 +10,7 @@ import tornado.web
 
 from metermatrix.service import MeterService
 from metermatrix.web.base import BaseHandler
-from metermatrix.web.meter import MeterHandler, StatusHandler
+from metermatrix.web.meter import MeterHandler, StatusHandler, TodayHandler
 
 HERE = Path(__file__).parent
 
@@ -39,6 +39,7 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
         (r"/", LandingHandler),
         (r"/meter", MeterHandler),
         (r"/api/v1/status", StatusHandler),
+        (r"/api/v1/today", TodayHandler),
     ]
     routes.extend(extra_routes or [])
     return tornado.web.Application(

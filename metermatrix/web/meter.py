@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from metermatrix.collector import NotStoredError
 from metermatrix.packets import PacketError, decode_body, parse_meter_id, parse_packet
+from metermatrix.recovery import iter_snapshot
 from metermatrix.signing import SIGNATURE_HEADER, verify_signature
 from metermatrix.web.base import JSONHandler
 
@@ -52,3 +53,15 @@ class StatusHandler(JSONHandler):
             "late_days": service.settings.late_days,
             "readings_today": store.reading_count() if store else 0,
         })
+
+
+class TodayHandler(JSONHandler):
+    """GET /api/v1/today: today's readings in the seed's nested format (management only)."""
+
+    async def get(self) -> None:
+        if self.manager_name is None or self.service.collector is None:
+            return self.write_json({"error": "a management login is required"}, 403)
+        self.set_header("Content-Type", "application/json")
+        for piece in iter_snapshot(self.service.collector.store):
+            self.write(piece)
+            await self.flush()
