@@ -97,13 +97,12 @@ def parse_energy_wh(value: object, rules: PacketRules) -> int:
         raise PacketError("reading_kWh must be a finite number")
     if value < 0:
         raise PacketError("reading_kWh must not be negative")
-    energy_wh = round(value * 1000)
-    if energy_wh > rules.max_reading_wh:
+    if value * 1000 >= rules.max_reading_wh + 0.5:  # before round(): 1e308 would overflow
         raise PacketError(
             f"reading_kWh {value} is above the plausibility ceiling of"
             f" {rules.max_reading_wh / 1000:g} kWh per half hour"
         )
-    return energy_wh
+    return round(value * 1000)
 
 
 def parse_packet(data: dict[str, object], now: datetime, rules: PacketRules) -> Packet:
