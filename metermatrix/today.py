@@ -73,7 +73,8 @@ class TodayStore:
         """Record a reading [Wh] (the caller has checked the slot was empty)."""
         if not 0 <= energy_wh <= self.max_reading_wh:
             raise ValueError(f"energy_wh {energy_wh} outside 0..{self.max_reading_wh}")
-        self._values[self._row_of(meter_id), slot] = energy_wh
+        row = self._row_of(meter_id)  # may grow (replace) the matrix: look it up after
+        self._values[row, slot] = energy_wh
 
     def clear(self, meter_id: int, slot: int) -> None:
         """Forget a reading (its write failed and was never acknowledged)."""
