@@ -1,0 +1,121 @@
+"""The recovery JSON (seed 1.3): the seed's nested format, written atomically, read back."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pytest
+
+from metermatrix.recovery import load_snapshot, snapshot_path, write_snapshot
+from metermatrix.today import TodayStore
+
+DAY = date(2025, 2, 8)
+
+
+def filled_store(max_reading_wh: int = 50_000) -> TodayStore:
+    store = TodayStore(DAY, max_reading_wh=max_reading_wh)
+    store.put(999999999, 0, 4500)
+    store.put(999999999, 46, 4350)
+    store.put(999999999, 47, 4730)
+    store.put(555555555, 0, 0)
+    store.put(555555555, 20, max_reading_wh)
+    store.put(1, 5, 1)
+    store.put(12345, 10, 999)
+    return store
+
+
+def test_snapshot_path_names_the_day(tmp_path: Path) -> None:
+    assert snapshot_path(tmp_path, DAY) == tmp_path / "recovery-2025-02-08.json"
+
+
+def test_snapshot_is_the_seed_nested_format(tmp_path: Path) -> None:
+    store = filled_store()
+    path = snapshot_path(tmp_path / "recovery", DAY)
+    written = write_snapshot(store, path)
+    text = path.read_bytes()
+    assert written == len(text)
+    data = orjson.loads(text)
+    assert data == store.to_nested()
+    assert data["999999999"] == {"00:31": 4.5, "23:31": 4.35, "00:01": 4.73}
+    assert data["555555555"] == {"00:31": 0.0, "10:31": 50.0}
+    assert data["1"] == {"03:01": 0.001}
+
+
+def test_snapshot_reads_back_every_reading(tmp_path: Path) -> None:
+    store = filled_store()
+    path = tmp_path / "snap.json"
+    write_snapshot(store, path)
+    assert sorted(load_snapshot(path)) == sorted(store.iter_readings())
+
+
+def test_empty_store_writes_an_empty_object(tmp_path: Path) -> None:
+    path = tmp_path / "snap.json"
+    write_snapshot(TodayStore(DAY, max_reading_wh=50_000), path)
+    assert orjson.loads(path.read_bytes()) == {}
+    assert list(load_snapshot(path)) == []
+
+
+def test_meters_without_readings_are_left_out(tmp_path: Path) -> None:
+    store = filled_store()
+    store.clear(1, 5)
+    store.put(2, 0, 7)
+    store.reset(DAY)
+    store.put(2, 1, 8)
+    path = tmp_path / "snap.json"
+    write_snapshot(store, path)
+    assert orjson.loads(path.read_bytes()) == {"2": {"01:01": 0.008}}
+
+
+@pytest.mark.parametrize("ceiling_wh", [1, 999, 9_999, 50_000, 65_534])
+def test_every_ceiling_formats_readings_exactly(tmp_path: Path, ceiling_wh: int) -> None:
+    store = TodayStore(DAY, max_reading_wh=ceiling_wh)
+    values = sorted({0, 1, ceiling_wh // 3, ceiling_wh - 1, ceiling_wh})
+    for slot, value in enumerate(values):
+        store.put(777, slot, value)
+    path = tmp_path / "snap.json"
+    write_snapshot(store, path)
+    assert sorted(load_snapshot(path)) == sorted(store.iter_readings())
+
+
+def test_many_meters_across_write_chunks_stay_valid_json(tmp_path: Path) -> None:
+    store = TodayStore(DAY, max_reading_wh=50_000)
+    for meter_id in range(100_000_000, 100_045_000):
+        store.put(meter_id, meter_id % 48, meter_id % 50_001)
+    store.put(100_000_000, 47, 12)
+    path = tmp_path / "snap.json"
+    write_snapshot(store, path)
+    data = orjson.loads(path.read_bytes())
+    assert len(data) == 45_000
+    assert data == store.to_nested()
+
+
+def test_rewrite_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    store = filled_store()
+    path = tmp_path / "snap.json"
+    write_snapshot(store, path)
+    store.put(42, 0, 420)
+    write_snapshot(store, path)
+    assert orjson.loads(path.read_bytes())["42"] == {"00:31": 0.42}
+    assert os.listdir(tmp_path) == ["snap.json"]
+
+
+def test_failed_write_leaves_the_previous_snapshot_whole(tmp_path: Path) -> None:
+    store = filled_store()
+    path = tmp_path / "snap.json"
+    write_snapshot(store, path)
+    before = path.read_bytes()
+    (tmp_path / f".snap.json.{os.getpid()}.tmp").mkdir()  # the temporary cannot be opened
+    store.put(42, 0, 420)
+    with pytest.raises(OSError):
+        write_snapshot(store, path)
+    assert path.read_bytes() == before
+
+
+def test_file_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "snap.json"
+    path.write_bytes(b"[1, 2]")
+    with pytest.raises(ValueError, match="not a recovery file"):
+        list(load_snapshot(path))
