@@ -21,7 +21,8 @@ def meter_ids() -> np.ndarray:
 
 
 def mean_profile_kwh(meter_ids: np.ndarray, day: date) -> np.ndarray:
-    return fleet_day_energy_wh(meter_ids, day, SEED).mean(axis=0) / 1000
+    profile_kwh: np.ndarray = fleet_day_energy_wh(meter_ids, day, SEED).mean(axis=0) / 1000
+    return profile_kwh
 
 
 def hours(start_h: float, end_h: float) -> slice:

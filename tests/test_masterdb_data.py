@@ -22,7 +22,8 @@ LAST_DAY = "2026-11-26"
 
 @pytest.fixture(scope="module")
 def masterdb() -> dict[str, dict[str, object]]:
-    return orjson.loads(MASTERDB.read_bytes())
+    data: dict[str, dict[str, object]] = orjson.loads(MASTERDB.read_bytes())
+    return data
 
 
 def totals_of(record: dict[str, object]) -> dict[str, float]:
