@@ -1,0 +1,249 @@
+"""The SQLite master database (seed 1.4), checked through a second sqlite3 connection."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from metermatrix.storage import (
+    UNASSIGNED,
+    DailyTotal,
+    MeterRecord,
+    Reading,
+    RegionDay,
+    SQLiteStorage,
+    open_storage,
+)
+
+D1, D2, D3 = date(2025, 2, 8), date(2025, 2, 9), date(2025, 2, 10)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
+    store = SQLiteStorage(tmp_path / "metermatrix.sqlite3")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path, storage: SQLiteStorage) -> Iterator[sqlite3.Connection]:
+    """A second, independent connection: sees only what was committed."""
+    connection = sqlite3.connect(tmp_path / "metermatrix.sqlite3")
+    yield connection
+    connection.close()
+
+
+def fill(storage: SQLiteStorage, *readings: Reading) -> None:
+    with storage.transaction():
+        storage.add_meters({r.meter_id for r in readings})
+        storage.add_readings(readings)
+
+
+def totals(db: sqlite3.Connection, day: date) -> dict[int, tuple[int, int]]:
+    rows = db.execute("SELECT meter_id, energy_wh, readings FROM daily_totals WHERE day = ?",
+                      (day.isoformat(),))
+    return {meter_id: (wh, n) for meter_id, wh, n in rows}
+
+
+def regions(db: sqlite3.Connection, day: date) -> dict[str, tuple[int, int, int]]:
+    rows = db.execute("SELECT region, energy_wh, meters, readings FROM region_daily WHERE day = ?",
+                      (day.isoformat(),))
+    return {region: (wh, meters, n) for region, wh, meters, n in rows}
+
+
+def test_database_is_wal_with_full_sync(storage: SQLiteStorage, db: sqlite3.Connection) -> None:
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert storage._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_open_storage_uses_the_data_folder(tmp_path: Path) -> None:
+    storage = open_storage(tmp_path / "data")
+    storage.close()
+    assert (tmp_path / "data" / "metermatrix.sqlite3").exists()
+
+
+def test_meters_are_created_once_and_updated_with_owner(storage: SQLiteStorage) -> None:
+    storage.add_meters([5, 5, 6])
+    storage.save_meter(MeterRecord(5, "Aashima", "A3389127I", "East"))
+    storage.add_meters([5])
+    assert storage.get_meter(5) == MeterRecord(5, "Aashima", "A3389127I", "East")
+    assert storage.get_meter(6) == MeterRecord(6)
+    assert storage.get_meter(7) is None
+
+
+def test_list_meters_by_region_and_unassigned(storage: SQLiteStorage) -> None:
+    storage.save_meter(MeterRecord(3, "C", None, "West"))
+    storage.save_meter(MeterRecord(1, "A", None, "East"))
+    storage.add_meters([2])
+    assert [m.meter_id for m in storage.list_meters()] == [1, 2, 3]
+    assert [m.meter_id for m in storage.list_meters("East")] == [1]
+    assert [m.meter_id for m in storage.list_meters(UNASSIGNED)] == [2]
+    assert storage.list_meters("North") == []
+
+
+def test_writes_are_visible_only_after_commit(storage: SQLiteStorage,
+                                              db: sqlite3.Connection) -> None:
+    with storage.transaction():
+        storage.add_readings([Reading(1, D1, 0, 100)])
+        assert db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 0
+    assert db.execute("SELECT meter_id, day, slot, energy_wh FROM readings").fetchall() == [
+        (1, "2025-02-08", 0, 100)]
+
+
+def test_failed_transaction_stores_nothing(storage: SQLiteStorage, db: sqlite3.Connection) -> None:
+    with pytest.raises(ZeroDivisionError), storage.transaction():
+        storage.add_readings([Reading(1, D1, 0, 100)])
+        1 / 0  # noqa: B018
+    assert db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 0
+    fill(storage, Reading(1, D1, 0, 100))  # the connection is usable afterwards
+    assert db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 1
+
+
+def test_add_readings_keeps_the_first_value(storage: SQLiteStorage) -> None:
+    fill(storage, Reading(1, D1, 0, 100))
+    fill(storage, Reading(1, D1, 0, 999))
+    assert list(storage.readings_of_day(D1)) == [Reading(1, D1, 0, 100)]
+
+
+def test_store_reading_answers_stored_duplicate_conflict(storage: SQLiteStorage) -> None:
+    with storage.transaction():
+        assert storage.store_reading(Reading(9, D1, 3, 500)) == "stored"
+        assert storage.store_reading(Reading(9, D1, 3, 500)) == "duplicate"
+        assert storage.store_reading(Reading(9, D1, 3, 501)) == "conflict"
+    assert list(storage.readings_of_day(D1)) == [Reading(9, D1, 3, 500)]
+    assert storage.get_meter(9) == MeterRecord(9)
+
+
+def test_close_day_records_totals_regions_and_the_day(storage: SQLiteStorage,
+                                                      db: sqlite3.Connection) -> None:
+    storage.save_meter(MeterRecord(1, "A", None, "East"))
+    storage.save_meter(MeterRecord(2, "B", None, "East"))
+    storage.add_meters([3])
+    storage.close_day(D1, [(1, 1000, 2), (2, 500, 1), (3, 7, 1)])
+    assert totals(db, D1) == {1: (1000, 2), 2: (500, 1), 3: (7, 1)}
+    assert regions(db, D1) == {"East": (1500, 2, 3), UNASSIGNED: (7, 1, 1)}
+    assert storage.closed_days() == [D1]
+
+
+def test_closing_a_day_twice_changes_nothing(storage: SQLiteStorage,
+                                             db: sqlite3.Connection) -> None:
+    storage.save_meter(MeterRecord(1, "A", None, "East"))
+    storage.close_day(D1, [(1, 1000, 2)])
+    first = (totals(db, D1), regions(db, D1), storage.closed_days())
+    storage.close_day(D1, [(1, 1000, 2)])
+    assert (totals(db, D1), regions(db, D1), storage.closed_days()) == first
+
+
+def test_close_from_readings_equals_the_sum_of_readings(storage: SQLiteStorage,
+                                                        db: sqlite3.Connection) -> None:
+    storage.save_meter(MeterRecord(1, "A", None, "North"))
+    fill(storage, *(Reading(1, D1, slot, 1000 + slot) for slot in range(48)),
+         Reading(2, D1, 47, 333), Reading(2, D2, 0, 50))
+    assert storage.close_day_from_readings(D1) == 2
+    expected = dict(db.execute(
+        "SELECT meter_id, SUM(energy_wh) FROM readings WHERE day = '2025-02-08' GROUP BY 1"))
+    assert {m: wh for m, (wh, _) in totals(db, D1).items()} == expected
+    assert totals(db, D1)[1] == (48 * 1000 + sum(range(48)), 48)
+    assert regions(db, D1) == {"North": (49_128, 1, 48), UNASSIGNED: (333, 1, 1)}
+    assert storage.close_day_from_readings(D1) == 2
+    assert totals(db, D1)[1] == (49_128, 48)
+
+
+def test_late_reading_amends_a_closed_day_by_exactly_its_energy(storage: SQLiteStorage,
+                                                                db: sqlite3.Connection) -> None:
+    storage.save_meter(MeterRecord(1, "A", None, "West"))
+    fill(storage, Reading(1, D1, 0, 1000))
+    storage.close_day_from_readings(D1)
+    with storage.transaction():
+        assert storage.store_reading(Reading(1, D1, 47, 250)) == "stored"
+        assert storage.store_reading(Reading(1, D1, 47, 250)) == "duplicate"
+    assert totals(db, D1) == {1: (1250, 2)}
+    assert regions(db, D1) == {"West": (1250, 1, 2)}
+
+
+def test_late_reading_of_a_new_meter_adds_it_to_the_closed_day(storage: SQLiteStorage,
+                                                               db: sqlite3.Connection) -> None:
+    storage.save_meter(MeterRecord(1, "A", None, "West"))
+    fill(storage, Reading(1, D1, 0, 1000))
+    storage.close_day_from_readings(D1)
+    with storage.transaction():
+        storage.store_reading(Reading(2, D1, 5, 40))
+    assert totals(db, D1) == {1: (1000, 1), 2: (40, 1)}
+    assert regions(db, D1) == {"West": (1000, 1, 1), UNASSIGNED: (40, 1, 1)}
+    storage.close_day_from_readings(D1)  # a re-close agrees with the amended figures
+    assert regions(db, D1) == {"West": (1000, 1, 1), UNASSIGNED: (40, 1, 1)}
+
+
+def test_reading_of_an_open_day_does_not_make_a_total(storage: SQLiteStorage,
+                                                      db: sqlite3.Connection) -> None:
+    with storage.transaction():
+        storage.store_reading(Reading(1, D2, 0, 10))
+    assert totals(db, D2) == {}
+
+
+def test_days_with_open_readings_lists_unclosed_days_before(storage: SQLiteStorage) -> None:
+    fill(storage, Reading(1, D1, 0, 1), Reading(1, D2, 0, 1), Reading(1, D3, 0, 1))
+    storage.close_day_from_readings(D1)
+    assert storage.days_with_open_readings(before=D3) == [D2]
+    assert storage.days_with_open_readings(before=date(2025, 3, 1)) == [D2, D3]
+
+
+def test_readings_between_and_region_slot_energy(storage: SQLiteStorage) -> None:
+    storage.save_meter(MeterRecord(1, "A", None, "Central"))
+    storage.save_meter(MeterRecord(2, "B", None, "Central"))
+    fill(storage, Reading(1, D1, 0, 10), Reading(2, D1, 0, 20), Reading(1, D2, 1, 30),
+         Reading(3, D1, 0, 40), Reading(1, D3, 0, 99))
+    assert storage.readings_between([1], D1, D2) == [Reading(1, D1, 0, 10), Reading(1, D2, 1, 30)]
+    assert storage.readings_between([1, 3], D1, D1) == [Reading(1, D1, 0, 10),
+                                                       Reading(3, D1, 0, 40)]
+    assert storage.region_slot_energy("Central", D1, D2) == [(D1, 0, 30, 2), (D2, 1, 30, 1)]
+    assert storage.region_slot_energy(UNASSIGNED, D1, D3) == [(D1, 0, 40, 1)]
+
+
+def test_daily_and_region_totals_between(storage: SQLiteStorage) -> None:
+    storage.save_meter(MeterRecord(1, "A", None, "Central"))
+    storage.add_meters([2])
+    storage.close_day(D1, [(1, 100, 48), (2, 200, 48)])
+    storage.close_day(D2, [(1, 110, 48)])
+    assert storage.daily_totals_between([1], D1, D3) == [DailyTotal(1, D1, 100, 48),
+                                                        DailyTotal(1, D2, 110, 48)]
+    assert storage.daily_totals_between(None, D1, D1) == [DailyTotal(1, D1, 100, 48),
+                                                         DailyTotal(2, D1, 200, 48)]
+    assert storage.region_days_between(D2, D3) == [RegionDay("Central", D2, 110, 1, 48)]
+
+
+def test_import_daily_totals_closes_their_days(storage: SQLiteStorage,
+                                               db: sqlite3.Connection) -> None:
+    storage.save_meter(MeterRecord(1, "A", None, "East"))
+    storage.import_daily_totals([DailyTotal(1, D1, 187_140, 48), DailyTotal(1, D2, 177_930, 48)])
+    assert storage.closed_days() == [D1, D2]
+    assert regions(db, D2) == {"East": (177_930, 1, 48)}
+
+
+def test_resident_accounts_are_created_once(storage: SQLiteStorage) -> None:
+    assert storage.add_resident(999999999, "hash-1") is True
+    assert storage.add_resident(999999999, "hash-2") is False
+    assert storage.resident_password_hash(999999999) == "hash-1"
+    assert storage.resident_password_hash(555555555) is None
+
+
+def test_manager_password_can_be_changed(storage: SQLiteStorage) -> None:
+    assert storage.manager_password_hash("manager") is None
+    storage.set_manager("manager", "old")
+    storage.set_manager("manager", "new")
+    assert storage.manager_password_hash("manager") == "new"
+
+
+def test_readonly_storage_reads_but_cannot_write(tmp_path: Path, storage: SQLiteStorage) -> None:
+    fill(storage, Reading(1, D1, 0, 10))
+    readonly = open_storage(tmp_path, readonly=True)
+    try:
+        assert list(readonly.readings_of_day(D1)) == [Reading(1, D1, 0, 10)]
+        with pytest.raises(sqlite3.OperationalError):
+            readonly.add_meters([2])
+    finally:
+        readonly.close()
