@@ -16,6 +16,7 @@ from metermatrix.storage import (
     Reading,
     RegionDay,
     SQLiteStorage,
+    StorageError,
     open_storage,
 )
 
@@ -247,3 +248,11 @@ def test_readonly_storage_reads_but_cannot_write(tmp_path: Path, storage: SQLite
             readonly.add_meters([2])
     finally:
         readonly.close()
+
+
+def test_refused_statement_raises_storage_error_and_stores_nothing(
+        storage: SQLiteStorage, db: sqlite3.Connection) -> None:
+    with pytest.raises(StorageError, match="CHECK constraint"), storage.transaction():
+        storage.add_meters([1])
+        storage.store_reading(Reading(1, D1, 0, -5))
+    assert db.execute("SELECT COUNT(*) FROM meters").fetchone()[0] == 0

@@ -62,17 +62,24 @@ class SQLiteStorage(Storage):
         self._depth = 1
         try:
             yield
+        except sqlite3.Error as error:  # callers handle StorageError, whatever the backend
+            self._rollback()
+            raise StorageError(f"transaction failed: {error}") from error
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         else:
             try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as error:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise StorageError(f"commit failed: {error}") from error
         finally:
             self._depth = 0
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # some errors (a full disk) have rolled back already
+            self._db.execute("ROLLBACK")
 
     def close(self) -> None:
         """Close the connection."""
@@ -300,6 +307,32 @@ class SQLiteStorage(Storage):
             )
             for day in sorted(days):
                 self._mark_closed(day)
+
+    # -- dashboards -------------------------------------------------------------
+    def meter_day_readings(self, day: date) -> list[tuple[int, int, int]]:
+        """Per meter with readings on ``day``: (meter_id, energy_wh, readings), from readings."""
+        rows = self._db.execute(
+            """SELECT meter_id, SUM(energy_wh), COUNT(*) FROM readings
+               WHERE day = ? GROUP BY meter_id""",
+            (day.isoformat(),),
+        )
+        return [(int(m), int(wh), int(n)) for m, wh, n in rows]
+
+    def meter_totals_between(self, first: date, last: date) -> list[tuple[int, int, int]]:
+        """Per meter: (meter_id, energy_wh, readings) summed over daily totals first..last."""
+        rows = self._db.execute(
+            """SELECT meter_id, SUM(energy_wh), SUM(readings) FROM daily_totals
+               WHERE day BETWEEN ? AND ? GROUP BY meter_id""",
+            (first.isoformat(), last.isoformat()),
+        )
+        return [(int(m), int(wh), int(n)) for m, wh, n in rows]
+
+    def region_meter_counts(self) -> dict[str, int]:
+        """How many meters each region has (UNASSIGNED for meters without a region)."""
+        rows = self._db.execute(
+            f"SELECT COALESCE(region, '{UNASSIGNED}'), COUNT(*) FROM meters GROUP BY 1"
+        )
+        return {str(region): int(count) for region, count in rows}
 
     # -- accounts ---------------------------------------------------------------
     def add_resident(self, meter_id: int, password_hash: str) -> bool:

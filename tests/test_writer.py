@@ -1,0 +1,125 @@
+"""The single writer: group commits on a real SQLite file, driven from a real event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metermatrix.storage import Reading, Storage, StorageError, open_storage
+from metermatrix.writer import ReadingWriter
+
+DAY = date(2025, 2, 8)
+
+
+def committed(data_dir: Path, sql: str = "SELECT COUNT(*) FROM readings") -> Any:
+    """Ask a second connection: only committed rows are visible to it."""
+    with sqlite3.connect(data_dir / "metermatrix.sqlite3") as db:
+        return db.execute(sql).fetchone()[0]
+
+
+def run_with_writer(data_dir: Path, body: Callable[[ReadingWriter], Awaitable[Any]]) -> Any:
+    """Run ``body(writer)`` on a fresh event loop with a started writer, then stop it."""
+    open_storage(data_dir).close()  # create the schema first
+
+    async def main() -> Any:
+        writer = ReadingWriter(lambda: open_storage(data_dir), asyncio.get_running_loop())
+        writer.start()
+        try:
+            return await body(writer)
+        finally:
+            writer.stop()
+
+    return asyncio.run(main())
+
+
+def test_reading_is_committed_before_its_future_resolves(tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    async def body(writer: ReadingWriter) -> None:
+        future = writer.add_new(Reading(999999999, DAY, 0, 4500), new_meter=True)
+        future.add_done_callback(lambda _: seen.append(committed(tmp_path)))
+        await future
+
+    run_with_writer(tmp_path, body)
+    assert seen == [1]
+    assert committed(tmp_path, "SELECT COUNT(*) FROM meters WHERE meter_id = 999999999") == 1
+
+
+def test_many_concurrent_readings_share_few_commits(tmp_path: Path) -> None:
+    async def body(writer: ReadingWriter) -> tuple[int, int]:
+        futures = [writer.add_new(Reading(m, DAY, 0, m), new_meter=True) for m in range(1, 2001)]
+        await asyncio.gather(*futures)
+        return writer.commits, writer.readings_committed
+
+    commits, readings = run_with_writer(tmp_path, body)
+    assert readings == 2000
+    assert committed(tmp_path) == 2000
+    assert commits <= 20, f"{commits} commits for 2000 readings: no grouping"
+
+
+def test_store_lets_the_database_decide(tmp_path: Path) -> None:
+    async def body(writer: ReadingWriter) -> list[str]:
+        return list(await asyncio.gather(
+            writer.store(Reading(7, DAY, 3, 100)),
+            writer.store(Reading(7, DAY, 3, 100)),
+            writer.store(Reading(7, DAY, 3, 101)),
+        ))
+
+    assert run_with_writer(tmp_path, body) == ["stored", "duplicate", "conflict"]
+    assert committed(tmp_path, "SELECT energy_wh FROM readings") == 100
+
+
+def test_jobs_run_in_order_with_readings(tmp_path: Path) -> None:
+    async def body(writer: ReadingWriter) -> int:
+        writer.add_new(Reading(1, DAY, 0, 10), new_meter=True)
+        writer.add_new(Reading(1, DAY, 1, 20), new_meter=False)
+        return await writer.run(lambda storage: len(list(storage.readings_of_day(DAY))))
+
+    assert run_with_writer(tmp_path, body) == 2
+
+
+def test_failing_job_raises_to_its_caller_and_the_writer_goes_on(tmp_path: Path) -> None:
+    def broken(storage: Storage) -> None:
+        raise KeyError("no such thing")
+
+    async def body(writer: ReadingWriter) -> str:
+        with pytest.raises(KeyError):
+            await writer.run(broken)
+        return await writer.store(Reading(1, DAY, 0, 10))
+
+    assert run_with_writer(tmp_path, body) == "stored"
+
+
+def test_refused_commit_fails_its_readings_with_storage_error(tmp_path: Path) -> None:
+    async def body(writer: ReadingWriter) -> str:
+        with pytest.raises(StorageError):
+            await writer.store(Reading(1, DAY, 0, -5))  # the schema refuses negative energy
+        return await writer.store(Reading(1, DAY, 0, 10))
+
+    assert run_with_writer(tmp_path, body) == "stored"
+    assert committed(tmp_path) == 1
+
+
+def test_stop_finishes_everything_queued(tmp_path: Path) -> None:
+    async def body(writer: ReadingWriter) -> None:
+        for meter_id in range(1, 301):
+            writer.add_new(Reading(meter_id, DAY, 5, 1), new_meter=True)
+
+    run_with_writer(tmp_path, body)
+    assert committed(tmp_path) == 300
+
+
+def test_sync_waits_for_earlier_writes(tmp_path: Path) -> None:
+    async def body(writer: ReadingWriter) -> int:
+        for slot in range(48):
+            writer.add_new(Reading(1, DAY, slot, slot), new_meter=slot == 0)
+        await writer.sync()
+        return int(committed(tmp_path, "SELECT SUM(energy_wh) FROM readings"))
+
+    assert run_with_writer(tmp_path, body) == sum(range(48))
