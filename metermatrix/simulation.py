@@ -14,11 +14,10 @@ import signal
 import sys
 import time
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
+from contextlib import aclosing, closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -158,13 +157,6 @@ class Ledger:
     def close(self) -> None:
         """Flush and close."""
         self._file.close()
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
 
 
 class MeterClient:
@@ -348,18 +340,14 @@ async def live_deliveries(after: datetime, tz: ZoneInfo, energy: EnergyCache,
         readings_wh = energy.of_day(day)[:, slot]
         for index, offset_s in zip(order.tolist(), jitter_s.tolist(), strict=True):
             sent_at = boundary + timedelta(seconds=int(offset_s))
-            await _sleep_unless(stop, (sent_at - datetime.now(UTC)).total_seconds())
+            wait_s = (sent_at - datetime.now(UTC)).total_seconds()
+            if wait_s > 0:
+                await _sleep_unless(stop, wait_s)
             if stop.is_set():
                 return
             meter_id = int(energy.meter_ids[index])
             yield Delivery(meter_id, day, slot, sent_at, int(readings_wh[index]))
         after = boundary
-
-
-def _planned_days(config: SimulatorConfig) -> list[date]:
-    """The replayed days, oldest first."""
-    assert config.start_day is not None
-    return [config.start_day + timedelta(days=offset) for offset in range(config.days)]
 
 
 async def simulate(config: SimulatorConfig) -> int:
@@ -374,7 +362,7 @@ async def simulate(config: SimulatorConfig) -> int:
         status = await client.server_status()
         fleet_key = load_fleet_key(config.data_dir, create=False)
         client.keys = {meter_id: meter_key(fleet_key, meter_id) for meter_id in config.meter_ids}
-        with Ledger(config.ledger_path) as ledger:
+        with closing(Ledger(config.ledger_path)) as ledger:
             flusher = asyncio.create_task(_flush_every_second(ledger))
             try:
                 await _run(config, status, client, tally, ledger, stop)
@@ -406,7 +394,8 @@ async def _run(config: SimulatorConfig, status: ServerStatus, client: MeterClien
     print(f"simulator: {len(config.meter_ids)} meters -> {client.server} "
           f"(time zone {status.tz.key}, open day {status.open_day})", file=sys.stderr)
     if config.start_day is not None:
-        slots = due_slots(_planned_days(config), now, status.tz)
+        days = [config.start_day + timedelta(days=offset) for offset in range(config.days)]
+        slots = due_slots(days, now, status.tz)
         _warn_if_too_old(slots, status, now)
         with tqdm(total=len(slots) * len(config.meter_ids), unit="packet",
                   file=sys.stderr, disable=None) as progress:
