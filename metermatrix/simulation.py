@@ -259,7 +259,10 @@ async def pump(deliveries: AsyncGenerator[Delivery, None], client: MeterClient, 
 
     async def worker() -> None:
         while (delivery := await queue.get()) is not None:
-            code, answer = await client.deliver(delivery)
+            try:
+                code, answer = await client.deliver(delivery)
+            except Exception as error:  # one odd request must not stall the other workers
+                code, answer = 599, {"error": repr(error)}
             record_answer(delivery, code, answer, tally, ledger)
             if progress is not None:
                 progress.update()

@@ -148,6 +148,21 @@ def test_replay_ledgers_every_acknowledged_packet_and_stores_it(
     assert f"sent {METERS * 48}, stored {METERS * 48}, duplicate 0, refused 0" in result.stderr
 
 
+def test_replay_posts_for_the_meters_of_a_fleet_file(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    masterdb = orjson.loads((ROOT / "testing_data" / "masterDB.json").read_bytes())
+    fleet = {key: masterdb[key] for key in ("999999999", "555555555")}
+    fleet_file, ledger = tmp_path / "fleet.json", tmp_path / "ledger.jsonl"
+    fleet_file.write_bytes(orjson.dumps(fleet))
+    result = run_simulator(server.url, server.data_dir, ledger, "--fleet", str(fleet_file),
+                           "--date", yesterday().isoformat())
+    assert result.returncode == 0, result.stderr
+    assert {line["id"] for line in read_ledger(ledger)} == {999_999_999, 555_555_555}
+    assert {meter_id for meter_id, _, _ in stored_readings(server.data_dir)} == {
+        999_999_999, 555_555_555}
+
+
 def test_replaying_a_day_again_is_acknowledged_as_duplicates(
     server: ServerProcess, tmp_path: Path
 ) -> None:
