@@ -53,6 +53,8 @@ def format_chunk(
     """JSON members ``,"<id>":{"00:31": 0.500,...}`` for a block of rows (see cell_table)."""
     present = values != missing
     keep = present.any(axis=1)
+    if not keep.any():  # no readings in this block (e.g. just after the day close)
+        return b""
     ids, values, present = ids[keep], values[keep], present[keep]
     rows, slots = values.shape
     index = np.where(present, values, cells.shape[1] - 1)

@@ -119,3 +119,23 @@ def test_file_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"[1, 2]")
     with pytest.raises(ValueError, match="not a recovery file"):
         list(load_snapshot(path))
+
+
+def test_store_with_meters_but_no_readings_yet_writes_an_empty_object(tmp_path: Path) -> None:
+    store = filled_store()
+    store.reset(date(2025, 2, 9))  # just after the day close: rows kept, every slot empty
+    path = tmp_path / "snap.json"
+    write_snapshot(store, path)
+    assert orjson.loads(path.read_bytes()) == {}
+
+
+def test_block_of_meters_without_readings_is_skipped(tmp_path: Path) -> None:
+    store = TodayStore(DAY, max_reading_wh=50_000)
+    for meter_id in range(1, 25_001):
+        store.put(meter_id, 0, 1)
+    for meter_id in range(1, 25_001):
+        if meter_id != 7:
+            store.clear(meter_id, 0)  # the whole second write block is empty
+    path = tmp_path / "snap.json"
+    write_snapshot(store, path)
+    assert orjson.loads(path.read_bytes()) == {"7": {"00:31": 0.001}}
