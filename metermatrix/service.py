@@ -83,9 +83,16 @@ class MeterService:
 
     async def _close(self) -> None:
         try:
-            await self.close_open_day()
+            await self.close_due_days()
         finally:
             self._schedule_close()
+
+    async def close_due_days(self) -> list[date]:
+        """Close the open day only once the clock has passed its close (timers may fire early)."""
+        closed: list[date] = []
+        while self.open_day < open_day_for(self.clock(), self.settings):
+            closed.append(await self.close_open_day())
+        return closed
 
     async def close_open_day(self) -> date:
         """Seed 2.3 now: snapshot, total the open day, open the next."""
