@@ -96,10 +96,12 @@ class MeterService:
 
     async def close_open_day(self) -> date:
         """Seed 2.3 now: snapshot, total the open day, open the next."""
-        assert self.collector is not None
+        assert self.collector is not None and self.writer is not None
         await self.snapshot()
         closed = await self.collector.close_open_day()
-        prune_snapshots(self.settings.recovery_dir, keep_days=7, today=self.open_day)
+        open_day = self.open_day  # late readings of days never closed (the server was down)
+        await self.writer.run(lambda storage: catch_up(storage, open_day))
+        prune_snapshots(self.settings.recovery_dir, keep_days=7, today=open_day)
         return closed
 
     # -- recovery snapshots --------------------------------------------------------

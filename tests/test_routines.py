@@ -315,6 +315,19 @@ def test_days_missed_while_down_are_closed_on_start(settings: Settings) -> None:
     assert query(settings.data_dir, "SELECT day FROM closed_days") == [("2025-02-08",)]
 
 
+def test_late_packet_for_a_day_the_server_never_saw_is_closed_at_the_next_close(
+        settings: Settings) -> None:
+    clock = Clock(at(D1, 12, 0))
+
+    async def body(service: MeterService) -> None:
+        assert (await send(service, 7, D0, 20, 0.4)).outcome == "stored"  # sent while down
+        clock.now = at(D1, 23, 45)
+        await service.close_open_day()
+
+    run_service(settings, clock, body)
+    assert totals_match_readings(settings.data_dir, D0)
+
+
 def test_close_timer_firing_early_does_not_close_the_next_day(settings: Settings) -> None:
     clock = Clock(at(D1, 23, 44))
 
