@@ -13,6 +13,8 @@ from metermatrix.masterdb import MasterFileError, export_master, import_master
 from metermatrix.signing import load_fleet_key, meter_key
 from metermatrix.storage import open_storage
 
+DB_NAME = "metermatrix.sqlite3"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metermatrix", description=__doc__)
@@ -58,7 +60,17 @@ def _read_password(from_stdin: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run one operator command; returns the exit status."""
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except OSError as error:  # a missing file or folder: say so, without a traceback
+        print(f"metermatrix {args.command}: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
+    if args.command in ("export", "close-day") and not (data_dir / DB_NAME).exists():
+        raise FileNotFoundError(f"no master database in {data_dir} (wrong --data-dir?)")
     if args.command == "meter-key":
         key = meter_key(load_fleet_key(data_dir, create=False), args.meter_id)
         print(key.hex())
