@@ -143,6 +143,19 @@ class Storage(abc.ABC):
     def import_daily_totals(self, totals: Iterable[DailyTotal]) -> None:
         """Load historic daily totals (demo data, migrations) and mark their days closed."""
 
+    # -- dashboards -------------------------------------------------------------
+    @abc.abstractmethod
+    def meter_day_readings(self, day: date) -> list[tuple[int, int, int]]:
+        """Per meter with readings on ``day``: (meter_id, energy_wh, readings), from readings."""
+
+    @abc.abstractmethod
+    def meter_totals_between(self, first: date, last: date) -> list[tuple[int, int, int]]:
+        """Per meter: (meter_id, energy_wh, readings) summed over daily totals first..last."""
+
+    @abc.abstractmethod
+    def region_meter_counts(self) -> dict[str, int]:
+        """How many meters each region has (UNASSIGNED for meters without a region)."""
+
     # -- accounts ---------------------------------------------------------------
     @abc.abstractmethod
     def add_resident(self, meter_id: int, password_hash: str) -> bool:
