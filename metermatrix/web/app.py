@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from pathlib import Path
 from typing import Any
 
 import tornado.web
+from tornado.log import access_log
 
 from metermatrix.service import MeterService
 from metermatrix.web.base import BaseHandler
@@ -23,6 +25,22 @@ def cookie_secret(data_dir: Path) -> str:
         with open(path, "x", opener=lambda p, flags: __import__("os").open(p, flags, 0o600)) as f:
             f.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Access log: refusals and errors always, accepted meter packets only at debug level."""
+    status = handler.get_status()
+    if status >= 500:
+        level = logging.ERROR
+    elif status >= 400:
+        level = logging.WARNING
+    elif handler.request.path == "/meter":
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
+    if access_log.isEnabledFor(level):
+        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(),
+                       1000.0 * handler.request.request_time())
 
 
 class LandingHandler(BaseHandler):
@@ -51,5 +69,6 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},
         login_url="/profile",
+        log_function=log_request,
         **options,
     )
