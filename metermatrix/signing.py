@@ -46,4 +46,7 @@ def sign_body(key: bytes, body: bytes) -> str:
 def verify_signature(fleet_key: bytes, meter_id: int, body: bytes, signature: str) -> bool:
     """True when ``signature`` is the meter's valid signature of ``body``."""
     expected = sign_body(meter_key(fleet_key, meter_id), body)
-    return hmac.compare_digest(expected, signature.strip().lower())
+    supplied = signature.strip().lower()
+    if not supplied.isascii():  # compare_digest raises TypeError on non-ASCII text
+        return False
+    return hmac.compare_digest(expected, supplied)
