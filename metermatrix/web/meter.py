@@ -49,9 +49,9 @@ class StatusHandler(JSONHandler):
         store = service.collector.store if service.collector else None
         self.write_json({
             "timezone": service.settings.timezone,
-            "open_day": service.open_day.isoformat() if store else None,
+            "open_day": service.open_day.isoformat() if store is not None else None,
             "late_days": service.settings.late_days,
-            "readings_today": store.reading_count() if store else 0,
+            "readings_today": store.reading_count() if store is not None else 0,
         })
 
 
