@@ -1,0 +1,300 @@
+"""Periods -> pandas DataFrames of consumption, shared by the residents' pages and notebooks.
+
+Every frame has one row per meter and interval of the period, in time order; energy is in
+kilowatt-hours [kWh] as float, and an interval without a reading is NaN, never 0. A
+``status`` column says why a value is what it is:
+
+- half-hourly rows: ``"ok"``, ``"missing"`` (the packet was due and never arrived) or
+  ``"pending"`` (not yet due);
+- daily rows: ``"complete"`` (48 readings), ``"incomplete"`` (fewer), ``"missing"`` (none),
+  ``"today"`` (the open day, so far) or ``"pending"`` (a day still to come).
+
+Closed days come from the daily totals; today's partial day and any day not yet closed are
+summed from the half-hourly readings, so today's figures are always up to date.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from metermatrix.periods import Period, last_due_boundary
+from metermatrix.slots import SLOT_MINUTES, SLOTS_PER_DAY, interval_start, local_day
+from metermatrix.storage import UNASSIGNED, Storage
+
+_HALF_HOUR = timedelta(minutes=SLOT_MINUTES)
+
+
+def _tz(period: Period) -> tzinfo:
+    tz = period.start.tzinfo
+    if tz is None:
+        raise ValueError("a period must be timezone-aware")
+    return tz
+
+
+def _slot_grid(period: Period) -> list[tuple[date, int, datetime]]:
+    """(day, slot, interval start) of every half hour inside the period."""
+    tz = _tz(period)
+    grid = []
+    for day in period.days():
+        for slot in range(SLOTS_PER_DAY):
+            start = interval_start(day, slot, tz)
+            if period.start <= start < period.end:
+                grid.append((day, slot, start))
+    return grid
+
+
+def _time_column(starts: Sequence[datetime], tz: tzinfo) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime([s.astimezone(tz) for s in starts], utc=True)
+                            ).tz_convert(tz)
+
+
+def half_hourly(storage: Storage, meter_ids: Sequence[int], period: Period,
+                now: datetime) -> pd.DataFrame:
+    """Every half hour of ``period`` for each meter.
+
+    Columns: ``meter_id`` (int), ``start`` (interval start, tz-aware local time), ``day``
+    (local date), ``slot`` (0..47), ``energy_kwh`` [kWh] (NaN without a reading),
+    ``status`` ("ok", "missing", "pending").
+    """
+    grid = _slot_grid(period)
+    position = {(day, slot): index for index, (day, slot, _) in enumerate(grid)}
+    row_of = {meter_id: row for row, meter_id in enumerate(meter_ids)}
+    energy_kwh = np.full((len(meter_ids), len(grid)), np.nan)
+    if grid:
+        for reading in storage.readings_between(list(meter_ids), grid[0][0], grid[-1][0]):
+            column = position.get((reading.day, reading.slot))
+            if column is not None:
+                energy_kwh[row_of[reading.meter_id], column] = reading.energy_wh / 1000
+    boundary = last_due_boundary(now, _tz(period))
+    due = np.array([start + _HALF_HOUR <= boundary for _, _, start in grid], dtype=bool)
+    count = len(meter_ids)
+    return pd.DataFrame({
+        "meter_id": np.repeat(np.asarray(meter_ids, dtype=np.int64), len(grid)),
+        "start": _time_column([start for _, _, start in grid] * count, _tz(period)),
+        "day": [day for day, _, _ in grid] * count,
+        "slot": np.tile(np.array([slot for _, slot, _ in grid], dtype=np.int64), count),
+        "energy_kwh": energy_kwh.ravel(),
+        "status": _half_hour_status(energy_kwh, due).ravel(),
+    })
+
+
+def _half_hour_status(energy_kwh: NDArray[np.float64], due: NDArray[np.bool_]
+                      ) -> NDArray[np.str_]:
+    waiting = np.where(due, "missing", "pending")
+    return np.where(np.isnan(energy_kwh), waiting[np.newaxis, :], "ok")
+
+
+def daily(storage: Storage, meter_ids: Sequence[int], period: Period,
+          now: datetime) -> pd.DataFrame:
+    """Every day of ``period`` for each meter, today's partial day summed from its readings.
+
+    Columns: ``meter_id`` (int), ``start`` (local midnight, tz-aware), ``day`` (local date),
+    ``energy_kwh`` [kWh] (NaN without any reading), ``readings`` (half hours that reported,
+    0..48), ``status`` ("complete", "incomplete", "missing", "today", "pending").
+    """
+    days = period.days()
+    today = local_day(now, _tz(period))
+    column_of = {day: column for column, day in enumerate(days)}
+    row_of = {meter_id: row for row, meter_id in enumerate(meter_ids)}
+    energy_wh = np.zeros((len(meter_ids), len(days)), dtype=np.int64)
+    readings = np.zeros((len(meter_ids), len(days)), dtype=np.int64)
+    closed = np.zeros((len(meter_ids), len(days)), dtype=bool)
+    for total in storage.daily_totals_between(list(meter_ids), days[0], days[-1]):
+        row, column = row_of[total.meter_id], column_of[total.day]
+        energy_wh[row, column], readings[row, column] = total.energy_wh, total.readings
+        closed[row, column] = True
+    open_days = [day for day in days if day <= today and not closed[:, column_of[day]].all()]
+    if open_days:
+        for reading in storage.readings_between(list(meter_ids), open_days[0], open_days[-1]):
+            row, column = row_of[reading.meter_id], column_of[reading.day]
+            if not closed[row, column]:
+                energy_wh[row, column] += reading.energy_wh
+                readings[row, column] += 1
+    count = len(meter_ids)
+    return pd.DataFrame({
+        "meter_id": np.repeat(np.asarray(meter_ids, dtype=np.int64), len(days)),
+        "start": _time_column([interval_start(day, 0, _tz(period)) for day in days] * count,
+                              _tz(period)),
+        "day": days * count,
+        "energy_kwh": np.where(readings > 0, energy_wh / 1000, np.nan).ravel(),
+        "readings": readings.ravel(),
+        "status": _day_status(readings, days, today).ravel(),
+    })
+
+
+def _day_status(readings: NDArray[np.int64], days: list[date], today: date) -> NDArray[np.str_]:
+    past = np.where(readings >= SLOTS_PER_DAY, "complete",
+                    np.where(readings > 0, "incomplete", "missing"))
+    when = np.array([(day > today) - (day < today) for day in days])[np.newaxis, :]
+    return np.where(when < 0, past, np.where(when == 0, "today", "pending"))
+
+
+def consumption(storage: Storage, meter_ids: Sequence[int], period: Period,
+                now: datetime) -> pd.DataFrame:
+    """``half_hourly`` or ``daily`` rows, whichever the period's resolution asks for."""
+    if period.resolution == "half-hour":
+        return half_hourly(storage, meter_ids, period, now)
+    return daily(storage, meter_ids, period, now)
+
+
+def region_average(storage: Storage, region: str | None, period: Period,
+                   now: datetime) -> pd.DataFrame:
+    """The region's average consumption per reporting meter for each interval of ``period``.
+
+    Columns: ``start`` (tz-aware local time), ``day`` (local date), ``slot`` (half-hourly
+    periods only), ``average_kwh`` [kWh per meter] (NaN where no meter of the region reported).
+    ``region`` None means the meters without a region ("Unassigned").
+    """
+    name = region or UNASSIGNED
+    if period.resolution == "half-hour":
+        return _region_half_hourly(storage, name, period)
+    return _region_daily(storage, name, period, now)
+
+
+def _region_half_hourly(storage: Storage, region: str, period: Period) -> pd.DataFrame:
+    grid = _slot_grid(period)
+    position = {(day, slot): index for index, (day, slot, _) in enumerate(grid)}
+    average_kwh = np.full(len(grid), np.nan)
+    if grid:
+        rows = storage.region_slot_energy(region, grid[0][0], grid[-1][0])
+        for day, slot, energy_wh, meters in rows:
+            index = position.get((day, slot))
+            if index is not None and meters:
+                average_kwh[index] = energy_wh / meters / 1000
+    return pd.DataFrame({
+        "start": _time_column([start for _, _, start in grid], _tz(period)),
+        "day": [day for day, _, _ in grid],
+        "slot": np.array([slot for _, slot, _ in grid], dtype=np.int64),
+        "average_kwh": average_kwh,
+    })
+
+
+def _region_daily(storage: Storage, region: str, period: Period, now: datetime
+                  ) -> pd.DataFrame:
+    days = period.days()
+    today = local_day(now, _tz(period))
+    average_kwh = {day: np.nan for day in days}
+    for row in storage.region_days_between(days[0], days[-1]):
+        if row.region == region and row.meters:
+            average_kwh[row.day] = row.energy_wh / row.meters / 1000
+    open_days = [day for day in days if day <= today and np.isnan(average_kwh[day])]
+    if open_days:  # the average meter's day so far: the sum of the per-slot averages
+        for day, _, energy_wh, meters in storage.region_slot_energy(
+                region, open_days[0], open_days[-1]):
+            if day in open_days and meters:
+                average_kwh[day] = np.nan_to_num(average_kwh[day]) + energy_wh / meters / 1000
+    return pd.DataFrame({
+        "start": _time_column([interval_start(day, 0, _tz(period)) for day in days],
+                              _tz(period)),
+        "day": days,
+        "average_kwh": [average_kwh[day] for day in days],
+    })
+
+
+class RegionAverageCache:
+    """``region_average`` frames, each reused for up to ``max_age_s`` seconds.
+
+    Every resident of a region compares with the same average meter, so one computation
+    per region, period and minute serves all of them; a new half hour falling due starts
+    a new entry at once.
+    """
+
+    def __init__(self, max_age_s: float = 60.0, size: int = 256,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age_s = max_age_s
+        self.size = size
+        self.clock = clock
+        self._frames: dict[tuple[object, ...], tuple[float, pd.DataFrame]] = {}
+
+    def get(self, storage: Storage, region: str | None, period: Period,
+            now: datetime) -> pd.DataFrame:
+        """``region_average(storage, region, period, now)``, reused for ``max_age_s``."""
+        key = (region or UNASSIGNED, period.start, period.end, period.resolution,
+               last_due_boundary(now, _tz(period)))
+        made_at, frame = self._frames.get(key, (-math.inf, None))
+        if frame is None or self.clock() - made_at > self.max_age_s:
+            frame = region_average(storage, region, period, now)
+            self._frames.pop(key, None)
+            self._frames[key] = (self.clock(), frame)
+            while len(self._frames) > self.size:
+                del self._frames[next(iter(self._frames))]
+        return frame
+
+
+@dataclass(frozen=True)
+class MeterConsumption:
+    """One meter's period next to the period before it and its region's average meter.
+
+    ``rows`` has one row per interval: ``start`` (tz-aware), ``day``, ``slot`` (half-hourly
+    only), ``energy_kwh`` [kWh] (NaN when missing), ``status``, ``readings`` (daily only),
+    ``previous_kwh`` [kWh] (the interval at the same position of the previous period) and
+    ``region_average_kwh`` [kWh per meter].
+    """
+
+    meter_id: int
+    region: str
+    period: Period
+    previous: Period
+    rows: pd.DataFrame
+    #: Totals [kWh] over the intervals that are due so far (missing ones count as nothing;
+    #: NaN when there is no value at all).
+    total_kwh: float
+    previous_total_kwh: float
+    region_total_kwh: float
+    #: True while the period is still running (today, this week, this month).
+    is_open: bool
+
+    @property
+    def missing(self) -> int:
+        """Intervals with no reading although it was due (half hours, or days without any)."""
+        return int((self.rows["status"] == "missing").sum())
+
+    @property
+    def due(self) -> int:
+        """Intervals that are due so far (not in the future)."""
+        return int((self.rows["status"] != "pending").sum())
+
+
+def _total(values: NDArray[np.float64]) -> float:
+    """The sum of the values that exist, NaN when none does."""
+    return float(np.nansum(values)) if np.isfinite(values).any() else math.nan
+
+
+def meter_consumption(storage: Storage, meter_id: int, region: str | None, period: Period,
+                      now: datetime, averages: RegionAverageCache | None = None
+                      ) -> MeterConsumption:
+    """One meter's consumption in ``period``, with the previous period and region average.
+
+    ``averages`` shares the region's averages between calls (pages); notebooks leave it out.
+    Totals cover the intervals that are due: an open period (today, this week) is compared
+    with the same stretch of the previous one, a closed period with the whole of it.
+    """
+    rows = consumption(storage, [meter_id], period, now).drop(columns="meter_id")
+    previous = period.previous()
+    before = consumption(storage, [meter_id], previous, now)["energy_kwh"].to_numpy()
+    region_frame = (averages.get(storage, region, period, now) if averages is not None
+                    else region_average(storage, region, period, now))
+    region_kwh = region_frame["average_kwh"].to_numpy()
+    aligned = np.full(len(rows), np.nan)
+    aligned[: min(len(rows), len(before))] = before[: len(rows)]
+    rows["previous_kwh"] = aligned
+    rows["region_average_kwh"] = region_kwh
+    due = (rows["status"] != "pending").to_numpy()
+    previous_due = before if period.end <= now or period.resolution == "day" else aligned[due]
+    return MeterConsumption(
+        meter_id=meter_id, region=region or UNASSIGNED, period=period, previous=previous,
+        rows=rows,
+        total_kwh=_total(rows["energy_kwh"].to_numpy()[due]),
+        previous_total_kwh=_total(previous_due),
+        region_total_kwh=_total(region_kwh[due]),
+        is_open=period.end > now,
+    )
+
