@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_hex
 from matplotlib.text import Text
 
 from metermatrix.charts import (
@@ -46,9 +47,7 @@ def collections_by_colour(figure: object) -> dict[str, PolyCollection]:
     found = {}
     for artist in figure.artists:  # type: ignore[attr-defined]
         if isinstance(artist, PolyCollection):
-            red, green, blue, _ = artist.get_facecolor()[0]
-            found["#%02x%02x%02x" % (round(red * 255), round(green * 255), round(blue * 255))] \
-                = artist
+            found[to_hex(artist.get_facecolor()[0])] = artist
     return found
 
 
