@@ -13,6 +13,7 @@ from tornado.log import access_log
 from metermatrix.service import MeterService
 from metermatrix.web.base import BaseHandler
 from metermatrix.web.meter import MeterHandler, StatusHandler, TodayHandler
+from metermatrix.web.residents import resident_routes
 
 HERE = Path(__file__).parent
 
@@ -59,6 +60,7 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
         (r"/api/v1/status", StatusHandler),
         (r"/api/v1/today", TodayHandler),
     ]
+    routes.extend(resident_routes())
     routes.extend(extra_routes or [])
     return tornado.web.Application(
         routes,

@@ -1,0 +1,228 @@
+"""Residents' pages: register, log in, a meter's profile and its consumption by period.
+
+Routes (see ``resident_routes``): ``/register``, ``/profile`` (log in), ``/logout``,
+``/profile/{meterId}``, ``/profile/{meterId}/consumption?period=...[&format=csv]`` and
+``/api/v1/meters/{meterId}/consumption?period=...``. Meter ids may be written with dashes
+(``999-999-999``). A resident sees only their own meter: any other answers 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+import tornado.web
+
+from metermatrix.accounts import hash_password, verify_password
+from metermatrix.fleet import REGIONS
+from metermatrix.periods import custom_period
+from metermatrix.queries import daily
+from metermatrix.slots import local_day
+from metermatrix.storage import MeterRecord, Storage
+from metermatrix.web.base import BaseHandler
+from metermatrix.web.consumption import ConsumptionAPIHandler, ConsumptionHandler
+from metermatrix.web.residentpage import (
+    ResidentPage,
+    ResidentState,
+    parse_meter_text,
+)
+
+FIN_PATTERN = re.compile(r"[A-Z][0-9]{7}[A-Z]")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+MAX_NAME = 100
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A valid registration form."""
+
+    meter_id: int
+    name: str
+    fin_no: str
+    region: str
+    password: str
+
+
+def validate_registration(form: dict[str, str]) -> tuple[Registration | None, dict[str, str]]:
+    """The registration, or None and a message per invalid field."""
+    errors: dict[str, str] = {}
+    name = " ".join(form.get("name", "").split())
+    if not name or len(name) > MAX_NAME:
+        errors["name"] = f"Enter your name (at most {MAX_NAME} characters)."
+    fin_no = form.get("fin_no", "").strip().upper()
+    if not FIN_PATTERN.fullmatch(fin_no):
+        errors["fin_no"] = "A FIN is one letter, 7 digits and one letter, e.g. A3389127I."
+    meter_id = parse_meter_text(form.get("meter_id", ""), typed=True)
+    if meter_id is None:
+        errors["meter_id"] = "A meter ID has 9 digits, e.g. 999999999 or 999-999-999."
+    region = form.get("region", "")
+    if region not in REGIONS:
+        errors["region"] = "Choose your region."
+    password = form.get("password", "")
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        errors["password"] = f"Use at least {MIN_PASSWORD} characters."
+    elif password != form.get("password_confirm", ""):
+        errors["password_confirm"] = "The two passwords are not the same."
+    if errors or meter_id is None:
+        return None, errors
+    return Registration(meter_id, name, fin_no, region, password), errors
+
+
+def create_account(storage: Storage, registration: Registration, password_hash: str) -> bool:
+    """Add the resident and the meter's owner details in one commit; False if taken."""
+    with storage.transaction():
+        if not storage.add_resident(registration.meter_id, password_hash):
+            return False
+        storage.save_meter(MeterRecord(registration.meter_id, registration.name,
+                                       registration.fin_no, registration.region))
+    return True
+
+
+async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """Run a slow call (a password hash) off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+class RegisterHandler(ResidentPage):
+    """/register: a new resident signs up with their meter."""
+
+    def get(self) -> None:
+        self.render("register.html", form={}, errors={}, regions=REGIONS)
+
+    async def post(self) -> None:
+        form = {key: self.get_body_argument(key, "") for key in (
+            "name", "fin_no", "meter_id", "region", "password", "password_confirm")}
+        registration, errors = validate_registration(form)
+        taken = "This meter already has an account. Log in instead, or contact us."
+        if registration and self.service.storage.resident_password_hash(registration.meter_id):
+            registration, errors = None, {"meter_id": taken}
+        if registration is not None:
+            password_hash = await in_thread(hash_password, registration.password)
+            assert self.service.writer is not None
+            if await self.service.writer.run(
+                    lambda s: create_account(s, registration, password_hash)):
+                self.login(f"resident:{registration.meter_id}")
+                return self.redirect(f"/profile/{registration.meter_id}", status=303)
+            errors = {"meter_id": taken}
+        form.pop("password"), form.pop("password_confirm")
+        self.set_status(400)
+        self.render("register.html", form=form, errors=errors, regions=REGIONS)
+
+
+class LoginHandler(ResidentPage):
+    """/profile: an existing resident logs in with meter ID and password."""
+
+    def get(self) -> None:
+        if self.resident_meter is not None:
+            self.redirect(self.next_page(self.resident_meter))
+            return
+        self.show_form("", "")
+
+    def next_page(self, meter_id: int) -> str:
+        """Where to go after logging in: a local ``next`` page, else the profile."""
+        target = self.get_argument("next", "")
+        if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+            return target
+        return f"/profile/{meter_id}"
+
+    async def post(self) -> None:
+        address = self.request.remote_ip or ""
+        meter_text = self.get_body_argument("meter_id", "")
+        if wait_s := math.ceil(self.state.throttle.retry_after(address)):
+            self.set_status(429)
+            self.set_header("Retry-After", str(wait_s))
+            self.show_form(meter_text, f"Too many failed attempts. Try again in {wait_s} seconds.")
+            return
+        meter_id = await self.check_password(meter_text, self.get_body_argument("password", ""))
+        if meter_id is None:
+            self.state.throttle.failed(address)
+            self.set_status(401)
+            self.show_form(meter_text, "That meter ID and password do not match an account.")
+            return
+        self.state.throttle.succeeded(address)
+        self.login(f"resident:{meter_id}")
+        self.redirect(self.next_page(meter_id), status=303)
+
+    async def check_password(self, meter_text: str, password: str) -> int | None:
+        """The meter id when the password is its account's; the same cost when it is not."""
+        meter_id = parse_meter_text(meter_text, typed=True)
+        stored = self.service.storage.resident_password_hash(meter_id) if meter_id else None
+        matches = await in_thread(verify_password, stored, password)
+        return meter_id if matches else None
+
+    def show_form(self, meter_text: str, error: str) -> None:
+        """The login form, with the meter ID kept (never the password)."""
+        self.render("login.html", meter_text=meter_text, error=error,
+                    next_url=self.get_argument("next", ""))
+
+
+class LogoutHandler(BaseHandler):
+    """/logout: end the session (a POST from the page's button, or a plain link)."""
+
+    def post(self) -> None:
+        self.logout()
+        self.redirect("/", status=303)
+
+    def get(self) -> None:
+        self.logout()
+        self.redirect("/")
+
+
+@dataclass(frozen=True)
+class ProfileSummary:
+    """The figures of a resident's landing page [kWh]; NaN where there is no reading."""
+
+    today: date
+    today_kwh: float
+    yesterday_kwh: float
+    month_kwh: float
+    month_days_without_readings: int
+
+
+def profile_summary(storage: Storage, meter_id: int, now: datetime, tz: tzinfo
+                    ) -> ProfileSummary:
+    """Today so far, yesterday and this month for one meter."""
+    today = local_day(now, tz)
+    yesterday, month_start = today - timedelta(days=1), today.replace(day=1)
+    frame = daily(storage, [meter_id], custom_period(min(yesterday, month_start), today, tz), now)
+    by_day: dict[date, float] = dict(zip(frame["day"], frame["energy_kwh"], strict=True))
+    month = [kwh for day, kwh in by_day.items() if day >= month_start and not math.isnan(kwh)]
+    return ProfileSummary(
+        today=today, today_kwh=by_day[today], yesterday_kwh=by_day[yesterday],
+        month_kwh=sum(month) if month else math.nan,
+        month_days_without_readings=sum(math.isnan(by_day[day]) for day in by_day
+                                        if month_start <= day < today),
+    )
+
+
+class ProfileHandler(ResidentPage):
+    """/profile/{meterId}: the resident's landing page."""
+
+    @tornado.web.authenticated
+    def get(self, meter_text: str) -> None:
+        meter_id = self.own_meter(meter_text)
+        meter = self.service.storage.get_meter(meter_id) or MeterRecord(meter_id)
+        summary = profile_summary(self.service.storage, meter_id, self.service.clock(),
+                                  self.service.settings.tz)
+        self.render("profile.html", meter=meter, summary=summary,
+                    tariff=self.service.settings.tariff_sgd_per_kwh)
+
+
+def resident_routes() -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
+    """The residents' routes, sharing one throttle and one region-average cache."""
+    state = {"state": ResidentState()}
+    meter = r"([0-9][0-9-]{0,14})"
+    return [
+        (r"/register", RegisterHandler, state),
+        (r"/profile", LoginHandler, state),
+        (r"/logout", LogoutHandler, {}),
+        (rf"/profile/{meter}", ProfileHandler, state),
+        (rf"/profile/{meter}/consumption", ConsumptionHandler, state),
+        (rf"/api/v1/meters/{meter}/consumption", ConsumptionAPIHandler, state),
+    ]
