@@ -127,7 +127,8 @@ def _draw_lines(plot: _Plot, rows: pd.DataFrame, previous_label: str,
         legend.append((previous_label, Line2D([0, 1], [0.5, 0.5], **style)))  # type: ignore[arg-type]
     if region_label and "region_average_kwh" in rows:
         style = {"color": REGION, "linestyle": ":", "linewidth": 2.0}
-        plot.add(Line2D(x, rows["region_average_kwh"].to_numpy(dtype=float), **style))  # type: ignore[arg-type]
+        plot.add(Line2D(x, rows["region_average_kwh"].to_numpy(dtype=float), marker="o",
+                        markersize=2.5, **style))  # type: ignore[arg-type]
         legend.append((region_label, Line2D([0, 1], [0.5, 0.5], **style)))  # type: ignore[arg-type]
     return legend
 
@@ -135,7 +136,7 @@ def _draw_lines(plot: _Plot, rows: pd.DataFrame, previous_label: str,
 def _draw_grid(plot: _Plot, rows: pd.DataFrame, period: Period) -> None:
     """Grid lines with kWh labels, a baseline, time labels below it and the unit."""
     left, bottom, width, height = PLOT_BOX
-    levels = [float(v) for v in MaxNLocator(nbins=5).tick_values(0, plot.top)
+    levels = [float(v) for v in MaxNLocator(nbins=6, steps=[1, 2, 5, 10]).tick_values(0, plot.top)
               if 0 <= v <= plot.top]
     x0, x1 = -0.6, max(plot.count, 1) - 0.4
     plot.add(LineCollection([[(x0, v), (x1, v)] for v in levels[1:]], colors=GRID,

@@ -120,3 +120,14 @@ def test_a_period_without_any_value_still_draws() -> None:
     svg = consumption_svg(rows.assign(previous_kwh=np.nan, region_average_kwh=np.nan),
                           resolve_period("prev-hr", NOW, SGT), "The hour before", "East average")
     assert "No reading" in svg
+
+
+def test_kwh_labels_are_evenly_spaced_round_numbers() -> None:
+    for peak in (0.48, 0.54, 3.7, 27.0):
+        rows = half_hour_rows(["ok"] * 4, [peak / 4, peak / 2, peak, peak / 3])
+        figure = consumption_figure(rows.assign(previous_kwh=np.nan, region_average_kwh=np.nan),
+                                    day_period())
+        labels = [float(text) for text in texts(figure) if re.fullmatch(r"[\d.]+", text)]
+        steps = np.diff(labels)
+        assert len(labels) >= 3 and np.allclose(steps, steps[0]), (peak, labels)
+        assert labels[0] == 0 and labels[-1] <= peak * 1.12

@@ -1,0 +1,136 @@
+"""A resident in a real browser: register, log out, log in, every period, CSV, screenshot."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from metermatrix.accounts import DEMO_PASSWORD
+from metermatrix.demo import DEMO_FILE
+from metermatrix.loadshape import day_energy_wh
+from metermatrix.periods import RESIDENT_PERIODS, last_due_boundary
+from metermatrix.slots import interval_start
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "docs" / "consumption.png"
+TIMEZONE = "Asia/Singapore"
+NEW_METER = 123_456_789
+PASSWORD = "a long enough password"
+TITLES = {"prev-hr": "Previous hour", "current-day": "Today", "current-week": "This week",
+          "current-month": "This month", "prev-month": "Last month"}
+
+
+def send_today(server: ServerProcess, meter_id: int, skip: frozenset[int] = frozenset()) -> int:
+    """Send the meter's readings of today's due half hours (load model values); returns count."""
+    tz = ZoneInfo(TIMEZONE)
+    now = datetime.now(UTC)
+    today = now.astimezone(tz).date()
+    energy_wh = day_energy_wh(meter_id, today, seed=2026)
+    boundary = last_due_boundary(now, tz)
+    sent = 0
+    for slot in range(48):
+        start = interval_start(today, slot, tz)
+        if start + timedelta(minutes=30) > boundary:
+            break
+        if slot not in skip:
+            status, _ = server.post_packet(meter_id, start + timedelta(minutes=31),
+                                           int(energy_wh[slot]) / 1000)
+            assert status == 201
+            sent += 1
+    return sent
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
+    """The demo data, plus today's readings of the West meters (999999999 misses one)."""
+    server = ServerProcess(tmp_path_factory.mktemp("browser") / "data", timezone=TIMEZONE,
+                           demo=True)
+    server.start()
+    data = orjson.loads(DEMO_FILE.read_bytes())
+    for meter in (int(key) for key, entry in data.items() if entry.get("region") == "West"):
+        send_today(server, meter, skip=frozenset({19}) if meter == 999_999_999 else frozenset())
+    yield server  # type: ignore[misc]
+    server.stop()
+
+
+def log_in(page: Page, server: ServerProcess, meter: str, password: str) -> None:
+    page.goto(server.url + "/profile")
+    page.fill("#meter_id", meter)
+    page.fill("#password", password)
+    page.click("button.primary")
+
+
+def test_register_log_out_log_in_and_read_every_period_without_javascript(
+        browser: Browser, demo_server: ServerProcess, tmp_path: Path) -> None:
+    send_today(demo_server, NEW_METER, skip=frozenset({1}))
+    context = browser.new_context(java_script_enabled=False, accept_downloads=True)
+    page = context.new_page()
+    page.goto(demo_server.url + "/")
+    page.click("text=New user")
+    page.fill("#name", "Nur Aisyah")
+    page.fill("#fin_no", "G1234567X")
+    page.fill("#meter_id", "123-456-789")
+    page.select_option("#region", "West")
+    page.fill("#password", PASSWORD)
+    page.fill("#password_confirm", PASSWORD + "!")
+    page.click("button.primary")
+    expect(page.locator("#password_confirm-error")).to_have_text(
+        "The two passwords are not the same.")
+    expect(page.locator("#name")).to_have_value("Nur Aisyah")
+    page.fill("#password", PASSWORD)
+    page.fill("#password_confirm", PASSWORD)
+    page.click("button.primary")
+    expect(page).to_have_url(f"{demo_server.url}/profile/{NEW_METER}")
+    expect(page.locator("h1")).to_have_text("Hello, Nur Aisyah")
+    expect(page.locator(".facts")).to_contain_text("*****567X")
+
+    page.click("text=Log out")
+    expect(page).to_have_url(demo_server.url + "/")
+    log_in(page, demo_server, "123-456-789", PASSWORD)
+    expect(page).to_have_url(f"{demo_server.url}/profile/{NEW_METER}")
+
+    for name in RESIDENT_PERIODS:
+        page.click(f"a[href='/profile/{NEW_METER}/consumption?period={name}']")
+        expect(page.locator("h1")).to_contain_text(TITLES[name])
+        expect(page.locator("figure.chart svg")).to_be_visible()
+        expect(page.locator(".card.total strong")).to_contain_text(
+            "kWh" if name != "prev-month" else "\u2014")
+        expect(page.locator("table.readings")).to_be_visible()
+
+    page.locator(".period-tabs").get_by_role("link", name="Today", exact=True).click()
+    with page.expect_download() as download:
+        page.click("text=Download CSV")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert len(rows) == 48 and rows[0]["meter_id"] == f"{NEW_METER:09d}"
+    statuses = [row["status"] for row in rows]
+    if statuses[1] != "pending":
+        assert statuses[1] == "missing" and rows[1]["energy_kwh"] == ""
+    context.close()
+
+
+def test_consumption_page_screenshot_for_the_readme(browser: Browser,
+                                                    demo_server: ServerProcess) -> None:
+    """The demo resident's day, with one half hour that never arrived; saved for the README."""
+    page = browser.new_page(viewport={"width": 1100, "height": 1000})
+    log_in(page, demo_server, "999999999", DEMO_PASSWORD)
+    page.goto(demo_server.url + "/profile/999999999/consumption?period=current-day")
+    expect(page.locator("figure.chart svg")).to_be_visible()
+    expect(page.locator(".card.total strong")).to_contain_text("kWh")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 20_000
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    log_in(phone, demo_server, "999-999-999", DEMO_PASSWORD)
+    phone.goto(demo_server.url + "/profile/999999999/consumption?period=current-month")
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390  # the page fits a phone; only the graph scrolls sideways
