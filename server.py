@@ -20,7 +20,10 @@ from metermatrix.demo import demo_yesterday, load_demo
 from metermatrix.routines import open_day_for
 from metermatrix.service import MeterService, utc_now
 from metermatrix.settings import Settings, add_arguments, settings_from_args
+from metermatrix.voila import Dashboards
 from metermatrix.web.app import make_app
+from metermatrix.web.management import management_routes
+from metermatrix.web.proxy import proxy_routes
 
 log = logging.getLogger("metermatrix.server")
 HERE = Path(__file__).resolve().parent
@@ -53,7 +56,10 @@ async def serve(settings: Settings, with_simulator: bool = False) -> None:
     if settings.demo:
         load_demo(service.storage, demo_yesterday(open_day_for(utc_now(), settings)))
     await service.start()
-    app = make_app(service)
+    dashboards = Dashboards(settings) if settings.dashboards else None
+    if dashboards is not None:
+        dashboards.start()
+    app = make_app(service, extra_routes=management_routes() + proxy_routes(dashboards))
     server = tornado.httpserver.HTTPServer(app, max_body_size=1024 * 1024, xheaders=False)
     server.listen(settings.port, settings.host)
     url = f"http://{settings.host}:{settings.port}"
@@ -73,6 +79,8 @@ async def serve(settings: Settings, with_simulator: bool = False) -> None:
         simulator.terminate()
     server.stop()
     await server.close_all_connections()
+    if dashboards is not None:
+        await dashboards.stop()
     await service.stop()
 
 

@@ -311,18 +311,25 @@ class SQLiteStorage(Storage):
     # -- dashboards -------------------------------------------------------------
     def meter_day_readings(self, day: date) -> list[tuple[int, int, int]]:
         """Per meter with readings on ``day``: (meter_id, energy_wh, readings), from readings."""
+        # Meter by meter through the primary key (meter_id, day, slot): one seek per meter
+        # then its day's rows in a run, instead of one lookup per row via readings_day.
+        text = day.isoformat()
         rows = self._db.execute(
-            """SELECT meter_id, SUM(energy_wh), COUNT(*) FROM readings
-               WHERE day = ? GROUP BY meter_id""",
-            (day.isoformat(),),
+            """SELECT m.meter_id, SUM(r.energy_wh), COUNT(*)
+               FROM meters m CROSS JOIN readings r
+                 ON r.meter_id = m.meter_id AND r.day >= ? AND r.day <= ?
+               GROUP BY m.meter_id""",
+            (text, text),
         )
         return [(int(m), int(wh), int(n)) for m, wh, n in rows]
 
     def meter_totals_between(self, first: date, last: date) -> list[tuple[int, int, int]]:
         """Per meter: (meter_id, energy_wh, readings) summed over daily totals first..last."""
         rows = self._db.execute(
-            """SELECT meter_id, SUM(energy_wh), SUM(readings) FROM daily_totals
-               WHERE day BETWEEN ? AND ? GROUP BY meter_id""",
+            """SELECT m.meter_id, SUM(t.energy_wh), SUM(t.readings)
+               FROM meters m CROSS JOIN daily_totals t
+                 ON t.meter_id = m.meter_id AND t.day BETWEEN ? AND ?
+               GROUP BY m.meter_id""",
             (first.isoformat(), last.isoformat()),
         )
         return [(int(m), int(wh), int(n)) for m, wh, n in rows]

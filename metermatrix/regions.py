@@ -1,0 +1,224 @@
+"""Region-wise consumption for the management dashboard, as pandas DataFrames.
+
+Closed days come from ``region_daily`` and ``daily_totals``; today (and any day not yet
+closed) is summed from the half-hourly ``readings``, so today's figures are always current.
+Energy is in kilowatt-hours [kWh]. A region's average is its energy divided by the meters
+registered in it; completeness is readings received over half hours expected, where each
+meter of the region owes 48 readings a closed day and, today, one per half hour already due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+
+import numpy as np
+import pandas as pd
+
+from metermatrix.fleet import REGIONS
+from metermatrix.periods import Period
+from metermatrix.slots import SLOTS_PER_DAY, local_day, slots_elapsed
+from metermatrix.storage import UNASSIGNED, Storage
+
+#: Column order of every per-region frame.
+SUMMARY_COLUMNS = ("energy_kwh", "meters", "average_kwh", "readings", "expected",
+                   "completeness")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the dashboard needs from storage at one instant, read once per refresh.
+
+    ``meters``: index ``meter_id``; columns ``name``, ``region`` (UNASSIGNED if unknown).
+    ``today_totals``: index ``meter_id``; columns ``energy_kwh`` [kWh], ``readings``, for
+    the meters that sent anything today.
+    """
+
+    now: datetime
+    tz: tzinfo
+    meters: pd.DataFrame
+    today_totals: pd.DataFrame
+    closed: frozenset[date]
+
+    @property
+    def today(self) -> date:
+        """The utility's calendar day at ``now``."""
+        return local_day(self.now, self.tz)
+
+    def regions(self) -> list[str]:
+        """The five regions, plus UNASSIGNED when some meter has no region."""
+        found = set(self.meters["region"])
+        return list(REGIONS) + ([UNASSIGNED] if UNASSIGNED in found else [])
+
+    def meter_counts(self) -> pd.Series:
+        """Meters per region, every region listed (0 if none)."""
+        counts = self.meters["region"].value_counts()
+        return counts.reindex(self.regions(), fill_value=0).astype("int64")
+
+    def due_slots(self, day: date) -> int:
+        """Readings each meter owes for ``day`` by ``now`` (48 for a past day)."""
+        if day < self.today:
+            return SLOTS_PER_DAY
+        if day > self.today:
+            return 0
+        return slots_elapsed(day, self.now, self.tz)
+
+
+def meters_frame(storage: Storage) -> pd.DataFrame:
+    """All meters: index ``meter_id``; columns ``name``, ``region`` (UNASSIGNED if unknown)."""
+    meters = storage.list_meters()
+    frame = pd.DataFrame({
+        "meter_id": np.fromiter((m.meter_id for m in meters), dtype=np.int64, count=len(meters)),
+        "name": [m.name or "" for m in meters],
+        "region": [m.region or UNASSIGNED for m in meters],
+    })
+    return frame.set_index("meter_id")
+
+
+def day_meter_totals(storage: Storage, day: date) -> pd.DataFrame:
+    """Per meter that sent readings on ``day``: index ``meter_id``; ``energy_kwh``, ``readings``."""
+    return _meter_frame(storage.meter_day_readings(day))
+
+
+def _meter_frame(rows: Sequence[tuple[int, int, int]]) -> pd.DataFrame:
+    array = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    return pd.DataFrame({"energy_kwh": array[:, 1] / 1000, "readings": array[:, 2]},
+                        index=pd.Index(array[:, 0], name="meter_id"))
+
+
+class MeterDirectory:
+    """The meters frame, kept between refreshes and read again only when the number of
+    meters in some region changes (a new meter, a registration, a move)."""
+
+    def __init__(self) -> None:
+        self._frame: pd.DataFrame | None = None
+        self._counts: dict[str, int] = {}
+
+    def frame(self, storage: Storage) -> pd.DataFrame:
+        """The current meters frame (see ``meters_frame``)."""
+        counts = storage.region_meter_counts()
+        if self._frame is None or counts != self._counts:
+            self._frame, self._counts = meters_frame(storage), counts
+        return self._frame
+
+
+def take_snapshot(storage: Storage, now: datetime, tz: tzinfo,
+                  directory: MeterDirectory | None = None) -> Snapshot:
+    """Read the meters and today's per-meter totals once."""
+    meters = directory.frame(storage) if directory is not None else meters_frame(storage)
+    return Snapshot(now, tz, meters, day_meter_totals(storage, local_day(now, tz)),
+                    frozenset(storage.closed_days()))
+
+
+def _span(period: Period, snapshot: Snapshot) -> tuple[list[date], list[date]]:
+    """The period's closed days and its open days up to today."""
+    days = [day for day in period.days() if day <= snapshot.today]
+    return ([day for day in days if day in snapshot.closed],
+            [day for day in days if day not in snapshot.closed])
+
+
+def _open_day_frame(storage: Storage, snapshot: Snapshot, day: date) -> pd.DataFrame:
+    if day == snapshot.today:
+        return snapshot.today_totals
+    return day_meter_totals(storage, day)
+
+
+def _by_region(snapshot: Snapshot, totals: pd.DataFrame) -> pd.DataFrame:
+    """Per-meter totals summed per region: columns energy_kwh, readings."""
+    region = snapshot.meters["region"].reindex(totals.index).fillna(UNASSIGNED)
+    return totals.groupby(region)[["energy_kwh", "readings"]].sum()
+
+
+def _daily_frames(storage: Storage, period: Period,
+                  snapshot: Snapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(energy [kWh], readings) per day (index) and region (columns), days up to today."""
+    closed, open_days = _span(period, snapshot)
+    rows: list[tuple[date, str, float, int]] = []
+    if closed:
+        rows.extend((entry.day, entry.region, entry.energy_wh / 1000, entry.readings)
+                    for entry in storage.region_days_between(min(closed), max(closed)))
+    for day in open_days:
+        summed = _by_region(snapshot, _open_day_frame(storage, snapshot, day))
+        rows.extend((day, str(region), float(energy_kwh), int(readings))
+                    for region, energy_kwh, readings
+                    in zip(summed.index, summed["energy_kwh"], summed["readings"], strict=True))
+    frame = pd.DataFrame(rows, columns=["day", "region", "energy_kwh", "readings"])
+    index = pd.Index(sorted(closed + open_days), name="day")
+    regions = pd.Index(snapshot.regions(), name="region")
+    energy = frame.pivot_table(index="day", columns="region", values="energy_kwh",
+                               aggfunc="sum", fill_value=0.0)
+    readings = frame.pivot_table(index="day", columns="region", values="readings",
+                                 aggfunc="sum", fill_value=0)
+    return (energy.reindex(index=index, columns=regions, fill_value=0.0).astype(float),
+            readings.reindex(index=index, columns=regions, fill_value=0).astype("int64"))
+
+
+def region_daily_totals(storage: Storage, period: Period, snapshot: Snapshot) -> pd.DataFrame:
+    """Energy per day and region [kWh]: index ``day`` (the period's days up to today), one
+    column per region."""
+    return _daily_frames(storage, period, snapshot)[0]
+
+
+def region_summary(storage: Storage, period: Period, snapshot: Snapshot) -> pd.DataFrame:
+    """Per region for ``period``: index ``region``; columns ``energy_kwh`` [kWh], ``meters``,
+    ``average_kwh`` (per meter) [kWh], ``readings``, ``expected`` (half hours due) and
+    ``completeness`` (readings / expected, 0..1; NaN when nothing was due)."""
+    energy, readings = _daily_frames(storage, period, snapshot)
+    due = sum(snapshot.due_slots(day) for day in energy.index)
+    summary = pd.DataFrame({"energy_kwh": energy.sum(axis=0), "meters": snapshot.meter_counts(),
+                            "readings": readings.sum(axis=0)})
+    summary["average_kwh"] = summary["energy_kwh"] / summary["meters"].where(
+        summary["meters"] > 0)
+    summary["expected"] = summary["meters"] * due
+    summary["completeness"] = summary["readings"] / summary["expected"].where(
+        summary["expected"] > 0)
+    summary.index.name = "region"
+    return summary[list(SUMMARY_COLUMNS)]
+
+
+def today_completeness(snapshot: Snapshot) -> pd.DataFrame:
+    """Per region today: index ``region``; ``meters``, ``reporting`` (meters heard from),
+    ``readings``, ``expected`` (half hours due so far), ``completeness`` (0..1 or NaN)."""
+    totals = snapshot.today_totals
+    region = snapshot.meters["region"].reindex(totals.index).fillna(UNASSIGNED)
+    frame = pd.DataFrame({
+        "meters": snapshot.meter_counts(),
+        "reporting": region.value_counts(),
+        "readings": totals["readings"].groupby(region).sum(),
+    }).reindex(snapshot.regions()).fillna(0).astype("int64")
+    frame["expected"] = frame["meters"] * snapshot.due_slots(snapshot.today)
+    frame["completeness"] = frame["readings"] / frame["expected"].where(frame["expected"] > 0)
+    frame.index.name = "region"
+    return frame
+
+
+def silent_meters(snapshot: Snapshot, regions: Sequence[str] | None = None) -> pd.DataFrame:
+    """Meters that sent nothing today: index ``meter_id``; ``name``, ``region``; by id."""
+    meters = snapshot.meters
+    silent = meters[~meters.index.isin(snapshot.today_totals.index)]
+    if regions is not None:
+        silent = silent[silent["region"].isin(list(regions))]
+    return silent.sort_index()
+
+
+def top_consumers(storage: Storage, period: Period, snapshot: Snapshot, count: int = 10,
+                  regions: Sequence[str] | None = None) -> pd.DataFrame:
+    """The ``count`` meters that used most in ``period``: index ``meter_id``; ``name``,
+    ``region``, ``energy_kwh`` [kWh], ``readings``; largest first."""
+    closed, open_days = _span(period, snapshot)
+    parts = [_open_day_frame(storage, snapshot, day) for day in open_days]
+    if closed:
+        parts.append(_meter_frame(storage.meter_totals_between(min(closed), max(closed))))
+    columns = ["name", "region", "energy_kwh", "readings"]
+    if not parts:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="meter_id"))
+    totals = pd.concat(parts).groupby(level=0).sum()
+    joined = totals.join(snapshot.meters, how="left")
+    joined["region"] = joined["region"].fillna(UNASSIGNED)
+    joined["name"] = joined["name"].fillna("")
+    if regions is not None:
+        joined = joined[joined["region"].isin(list(regions))]
+    top = joined.sort_values("energy_kwh", ascending=False, kind="stable").head(count)
+    top.index.name = "meter_id"
+    return top[columns]
