@@ -67,6 +67,17 @@ def write_result(name: str, figures: dict[str, object]) -> Path:
     return path
 
 
+def summary_row(figure: str, value: float | str, unit: str = "", aim: float | None = None,
+                higher_is_better: bool = False) -> dict[str, object]:
+    """One row of a result's ``summary`` (the table in bench/README.md), checked against its aim."""
+    row: dict[str, object] = {"figure": figure, "value": value, "unit": unit}
+    if aim is not None and isinstance(value, int | float):
+        row["aim"] = aim
+        row["aim_op"] = ">= " if higher_is_better else "< "
+        row["met"] = bool(value >= aim if higher_is_better else value < aim)
+    return row
+
+
 def median(values: Sequence[float]) -> float:
     """The median of a non-empty sequence."""
     return float(statistics.median(values))

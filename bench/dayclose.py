@@ -32,6 +32,7 @@ import time
 import tracemalloc
 from datetime import date
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -49,6 +50,7 @@ from bench._common import (  # noqa: E402
     percentile,
     sent_slots,
     start_server,
+    summary_row,
     write_result,
 )
 from metermatrix.collector import Collector  # noqa: E402
@@ -331,7 +333,37 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     print("/meter latency during snapshots", flush=True)
     figures["live"] = bench_live(work, max(args.meters), args.live_seconds, args.live_rate)
     figures["aims"] = AIMS
-    return figures
+    return {"summary": summarise(figures), **figures}
+
+
+def summarise(figures: dict[str, Any]) -> list[dict[str, object]]:
+    """The rows of the table in bench/README.md."""
+    rows = []
+    for close in figures["close"]:
+        meters = close["meters"]
+        aim = {100_000: AIMS["close_100k_s"], CITY: AIMS["close_1.4M_s"]}.get(meters)
+        rows.append(summary_row(f"day close, {meters:,} meters x 48 (median of "
+                                f"{len(close['days'])} days)", close["close_s_median"], "s", aim))
+    memory = figures["memory"]
+    rows.append(summary_row(f"today's store, {memory['meters']:,} meters", memory["store_mb"],
+                            "MB", AIMS["store_1.4M_mb"]))
+    rows.append(summary_row("dict of dicts of floats, 1,400,000 meters (from 100,000)",
+                            memory["dict_of_dicts_1.4M_mb_extrapolated"], "MB"))
+    for snapshot in figures["snapshot"]:
+        meters = snapshot["meters"]
+        aim = AIMS["snapshot_1.4M_s"] if meters == CITY else None
+        rows.append(summary_row(f"recovery snapshot, {meters:,} meters",
+                                snapshot["write_snapshot_s"], "s", aim))
+        if "json_module_s" in snapshot:
+            rows.append(summary_row(f"same with the json module, {meters:,} meters",
+                                    snapshot["json_module_s"], "s"))
+    live = figures["live"]
+    rows.append(summary_row(f"/meter p99 idle / during a snapshot, {live['meters']:,} meters, "
+                            f"{live['rate_per_s']:.0f} packets/s",
+                            f"{live['p99_idle_ms']:.1f} / {live['p99_during_ms']:.1f}", "ms"))
+    rows.append(summary_row("p99 during a snapshot / idle", live["p99_ratio"], "",
+                            AIMS["snapshot_p99_ratio"]))
+    return rows
 
 
 def main() -> None:

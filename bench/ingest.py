@@ -35,6 +35,7 @@ from bench._common import (  # noqa: E402
     sent_slots,
     start_child,
     start_server,
+    summary_row,
     write_result,
 )
 
@@ -99,7 +100,7 @@ def prepare_packets(work: Path, fleet_key: bytes, tz_name: str, rounds: int,
 
 
 def readings_today(server: Child) -> int:
-    return int(server.get_json("/api/v1/status")["readings_today"])  # type: ignore[arg-type]
+    return int(server.get_json("/api/v1/status")["readings_today"])
 
 
 def measure(server: Child, packets: Path, script: Path, seconds: float, connections: int,
@@ -156,12 +157,26 @@ def summarise(rounds: dict[str, list[dict[str, float]]], args: argparse.Namespac
     real_rps, bare_rps = med("real", "requests_per_s"), med("bare", "requests_per_s")
     refused = sum(r["non_2xx"] + r["socket_errors"] for r in rounds["real"] + rounds["bare"])
     not_stored = sum(r["requests"] - r["stored"] for r in rounds["real"])
+    ratio = round(real_rps / bare_rps, 3)
+    summary = [
+        summary_row("real server /meter, requests/s", real_rps, "req/s"),
+        summary_row("bare Tornado handler, requests/s", bare_rps, "req/s"),
+        summary_row("ratio real / bare", ratio, "", AIM_RATIO, higher_is_better=True),
+        summary_row("real server p50 / p99 latency", f"{med('real', 'p50_ms'):.1f} / "
+                    f"{med('real', 'p99_ms'):.1f}", "ms"),
+        summary_row("bare handler p50 / p99 latency", f"{med('bare', 'p50_ms'):.1f} / "
+                    f"{med('bare', 'p99_ms'):.1f}", "ms"),
+        summary_row("server CPU per request, real / bare",
+                    f"{med('real', 'server_cpu_us_per_request'):.0f} / "
+                    f"{med('bare', 'server_cpu_us_per_request'):.0f}", "us"),
+    ]
     return {
+        "summary": summary,
         "setup": {"rounds": args.rounds, "seconds_per_round": args.seconds,
                   "connections": args.connections, "wrk_threads": 1, "timezone": tz_name},
         "real_requests_per_s": real_rps,
         "bare_requests_per_s": bare_rps,
-        "ratio_real_to_bare": round(real_rps / bare_rps, 3),
+        "ratio_real_to_bare": ratio,
         "aim_ratio": AIM_RATIO,
         "real_p50_ms": med("real", "p50_ms"), "real_p99_ms": med("real", "p99_ms"),
         "bare_p50_ms": med("bare", "p50_ms"), "bare_p99_ms": med("bare", "p99_ms"),
