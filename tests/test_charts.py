@@ -131,3 +131,12 @@ def test_kwh_labels_are_evenly_spaced_round_numbers() -> None:
         steps = np.diff(labels)
         assert len(labels) >= 3 and np.allclose(steps, steps[0]), (peak, labels)
         assert labels[0] == 0 and labels[-1] <= peak * 1.12
+
+
+def test_svg_labels_are_the_figures_labels() -> None:
+    rows = half_hour_rows(["ok", "missing"] + ["pending"] * 46, [0.4, np.nan] + [np.nan] * 46)
+    figure = consumption_figure(rows, day_period(), "Yesterday", "West average")
+    svg = consumption_svg(rows, day_period(), "Yesterday", "West average")
+    in_svg = re.findall(r"<text [^>]*>([^<]*)</text>", svg)
+    assert sorted(in_svg) == sorted(t for t in texts(figure) if t)
+    assert 'transform="rotate(-90' in svg  # the unit label stands upright
