@@ -36,6 +36,7 @@ FIN_PATTERN = re.compile(r"[A-Z][0-9]{7}[A-Z]")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 MAX_NAME = 100
+REGISTRATION_FIELDS = ("name", "fin_no", "meter_id", "region", "password", "password_confirm")
 
 
 @dataclass(frozen=True)
@@ -96,23 +97,28 @@ class RegisterHandler(ResidentPage):
         self.render("register.html", form={}, errors={}, regions=REGIONS)
 
     async def post(self) -> None:
-        form = {key: self.get_body_argument(key, "") for key in (
-            "name", "fin_no", "meter_id", "region", "password", "password_confirm")}
+        form = {key: self.get_body_argument(key, "") for key in REGISTRATION_FIELDS}
         registration, errors = validate_registration(form)
-        taken = "This meter already has an account. Log in instead, or contact us."
-        if registration and self.service.storage.resident_password_hash(registration.meter_id):
-            registration, errors = None, {"meter_id": taken}
         if registration is not None:
-            password_hash = await in_thread(hash_password, registration.password)
-            assert self.service.writer is not None
-            if await self.service.writer.run(
-                    lambda s: create_account(s, registration, password_hash)):
+            errors = await self.create(registration)
+            if not errors:
                 self.login(f"resident:{registration.meter_id}")
-                return self.redirect(f"/profile/{registration.meter_id}", status=303)
-            errors = {"meter_id": taken}
-        form.pop("password"), form.pop("password_confirm")
+                self.redirect(f"/profile/{registration.meter_id}", status=303)
+                return
         self.set_status(400)
-        self.render("register.html", form=form, errors=errors, regions=REGIONS)
+        kept = {key: value for key, value in form.items() if not key.startswith("password")}
+        self.render("register.html", form=kept, errors=errors, regions=REGIONS)
+
+    async def create(self, registration: Registration) -> dict[str, str]:
+        """Store the account and the owner's details; a field error if the meter is taken."""
+        taken = {"meter_id": "This meter already has an account. Log in instead."}
+        if self.service.storage.resident_password_hash(registration.meter_id) is not None:
+            return taken
+        password_hash = await in_thread(hash_password, registration.password)
+        assert self.service.writer is not None
+        created = await self.service.writer.run(
+            lambda storage: create_account(storage, registration, password_hash))
+        return {} if created else taken
 
 
 class LoginHandler(ResidentPage):
