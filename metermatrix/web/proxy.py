@@ -35,9 +35,9 @@ DROPPED_REQUEST = HOP_BY_HOP | {"host", "cookie", "authorization", "origin", "re
 #: Response headers the child must not set on our origin (or that Tornado sets itself).
 DROPPED_RESPONSE = HOP_BY_HOP | {"set-cookie", "content-length", "server", "date"}
 #: How long a request waits for a starting child's kernel pool [s].
-READY_WAIT_S = 30.0
+READY_WAIT_S = 60.0
 #: A child that sends no response headers for this long is given up on [s].
-FIRST_BYTE_TIMEOUT_S = 45.0
+FIRST_BYTE_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
 #: Whole-response limit: Voila streams a page while its notebook runs [s].
 REQUEST_TIMEOUT_S = 600.0
