@@ -39,6 +39,7 @@ from bench._common import (  # noqa: E402
     median,
     percentile,
     start_server,
+    summary_row,
     write_result,
 )
 from metermatrix.accounts import hash_password  # noqa: E402
@@ -234,7 +235,13 @@ def main() -> None:
         for period in RESIDENT_PERIODS
     }
     worst = max(figures["server_median_ms"] for figures in periods.values())
+    summary = [summary_row(f"{period} page, server median", figures["server_median_ms"],
+                           "ms", AIM_MS) for period, figures in periods.items()]
+    summary += [summary_row(f"{period} page, first request (region average computed)",
+                            figures["server_first_request_ms"], "ms")
+                for period, figures in periods.items()]
     path = write_result("consumption", {
+        "summary": summary,
         "meters": args.meters, "fleet_days_of_readings": args.fleet_days,
         "resident_readings_days": 365, "readings_rows": rows, "requests_per_period": args.requests,
         "timezone": args.timezone, "database_build_s": round(build_s, 1),
