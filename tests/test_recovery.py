@@ -6,10 +6,11 @@ import os
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
-from metermatrix.recovery import load_snapshot, snapshot_path, write_snapshot
+from metermatrix.recovery import id_prefixes, load_snapshot, snapshot_path, write_snapshot
 from metermatrix.today import TodayStore
 
 DAY = date(2025, 2, 8)
@@ -139,3 +140,9 @@ def test_block_of_meters_without_readings_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "snap.json"
     write_snapshot(store, path)
     assert orjson.loads(path.read_bytes()) == {"7": {"00:31": 0.001}}
+
+
+def test_meter_ids_are_written_right_aligned_in_fixed_width() -> None:
+    ids = [1, 9, 10, 99, 12345, 100000000, 999999999]
+    text = id_prefixes(np.array(ids, dtype=np.int64))
+    assert [bytes(row) for row in text] == [b',%11s:{' % (b'"%d"' % i) for i in ids]
