@@ -338,6 +338,7 @@ def test_no_route_shows_the_fin_unmasked(shared: ServerProcess) -> None:
         answer = client.get(path)
         assert answer.status == 200, path
         assert "G1234567" not in answer.text
+        assert answer.headers["Cache-Control"] == "no-store"
     assert "*****567X" in client.get("/profile/101000017").text
 
 

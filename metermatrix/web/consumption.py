@@ -191,6 +191,10 @@ class ConsumptionAPIHandler(_ConsumptionSource, JSONHandler):
     def initialize(self, state: ResidentState) -> None:
         self.state = state
 
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-store")
+
     def get(self, meter_text: str) -> None:
         meter_id = parse_meter_text(meter_text)
         if self.resident_meter is None:

@@ -148,6 +148,10 @@ class ResidentPage(BaseHandler):
     def initialize(self, state: ResidentState) -> None:
         self.state = state
 
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Cache-Control", "no-store")  # personal data: no shared caches
+
     def own_meter(self, meter_text: str) -> int:
         """The meter id of the URL, if it is the logged-in resident's (else 404 / 403)."""
         meter_id = parse_meter_text(meter_text)
