@@ -8,6 +8,8 @@ request's URL parameters (``request_query()``) and shows its ``widget``.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -37,7 +39,7 @@ PERIOD_OPTIONS = (("Today", "current-day"), ("Yesterday", "yesterday"),
                   ("This week", "current-week"), ("This month", "current-month"),
                   ("Last month", "prev-month"), ("Custom range", "custom"))
 ALL_REGIONS = "all"
-#: Snapshots of today's readings younger than this are reused when a widget changes [s].
+#: After the database changed, today's totals younger than this are still reused [s].
 SNAPSHOT_MAX_AGE_S = 60.0
 
 Clock = Callable[[], datetime]
@@ -46,6 +48,20 @@ Clock = Callable[[], datetime]
 def utc_now() -> datetime:
     """The current instant, timezone-aware."""
     return datetime.now(UTC)
+
+
+def after_this_cell(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the running notebook cell has finished; at once outside a kernel.
+
+    A dashboard shows its widgets first and draws them right after: Voila sends the page
+    and the browser loads its scripts while the kernel is still drawing.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        callback()
+        return
+    loop.call_soon(callback)
 
 
 def request_query(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -66,7 +82,7 @@ class DataSource:
         self.tz = ZoneInfo(timezone)
         self.storage: Storage = open_storage(data_dir, readonly=True)
         self.directory = regions.MeterDirectory()
-        self._snapshot: tuple[float, regions.Snapshot] | None = None
+        self._snapshot: tuple[float, int, regions.Snapshot] | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> DataSource:
@@ -75,12 +91,13 @@ class DataSource:
         return cls(Path(env.get(ENV_DATA_DIR, "./data")), env.get(ENV_TIMEZONE, "UTC"))
 
     def warm_up(self) -> DataSource:
-        """Read the meters and draw one small figure, so the first real redraw is quick.
+        """Read the meters and today's totals and draw one small figure, so the first real
+        redraw is quick (the totals are reused while nothing has been written since).
 
         In a preheated Voila kernel, then tell the server (on the kernel's own stderr, which
         the Voila child relays) that this kernel is ready for a page request.
         """
-        self.directory.frame(self.storage)
+        self.snapshot(utc_now())
         figure = Figure(figsize=(1, 1))
         figure.add_subplot().set_title("warm-up 0123456789")
         figure_png(figure)
@@ -89,14 +106,21 @@ class DataSource:
         return self
 
     def snapshot(self, now: datetime, fresh: bool = False) -> regions.Snapshot:
-        """Meters and today's per-meter totals, reused for SNAPSHOT_MAX_AGE_S seconds."""
+        """Meters and today's per-meter totals as of ``now``.
+
+        Read again when ``fresh``, on a new day, or when the database has changed and the
+        last reading is older than SNAPSHOT_MAX_AGE_S; otherwise the last one is reused.
+        """
+        version = self.storage.data_version()
         if not fresh and self._snapshot is not None:
-            taken, snapshot = self._snapshot
-            if time.monotonic() - taken < SNAPSHOT_MAX_AGE_S and snapshot.today == local_day(
-                    now, self.tz):
-                return snapshot
+            taken, read_version, snapshot = self._snapshot
+            if snapshot.today == local_day(now, self.tz):
+                if read_version == version:
+                    return dataclasses.replace(snapshot, now=now)
+                if time.monotonic() - taken < SNAPSHOT_MAX_AGE_S:
+                    return snapshot
         snapshot = regions.take_snapshot(self.storage, now, self.tz, self.directory)
-        self._snapshot = (time.monotonic(), snapshot)
+        self._snapshot = (time.monotonic(), version, snapshot)
         return snapshot
 
 
@@ -253,7 +277,7 @@ class ConsumptionExplorer:
         self.widget = widgets.VBox([
             widgets.HBox([self.meters, *self.picker.widgets]), self.redrawing.status,
             *self.charts.values()])
-        self.redraw()
+        after_this_cell(self.redraw)
 
     def chosen_meters(self) -> tuple[list[int], list[int]]:
         """(known meter ids, unknown ids) from the text box, at most MAX_METERS."""
@@ -313,7 +337,7 @@ class ManagementDashboard:
         self.region.observe(lambda _: self.redraw(), names="value")
         self.refresh.on_click(lambda _: self.redraw(fresh=True))
         self.widget = self._layout()
-        self.redraw()
+        after_this_cell(self.redraw)
 
     def _layout(self) -> widgets.VBox:
         controls = widgets.HBox([*self.picker.widgets, self.region, self.refresh],

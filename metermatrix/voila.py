@@ -41,15 +41,21 @@ KERNEL_WARM_MARKER = "metermatrix: dashboard kernel warm"
 #: Environment variables through which the kernels learn where the data is.
 ENV_DATA_DIR = "METERMATRIX_DATA_DIR"
 ENV_TIMEZONE = "METERMATRIX_TIMEZONE"
+#: Niceness of Voila and its kernels: meters' packets go first when CPUs are busy.
+NICENESS = 10
+#: A used preheated kernel is replaced after this delay, not while its page loads [s].
+REFILL_DELAY_S = 10.0
 #: Runs Voila in the child after asking Linux for SIGTERM when the server dies (even by
-#: SIGKILL); argv: server pid, then Voila's arguments.
+#: SIGKILL) and lowering its priority; argv: server pid, niceness, then Voila's arguments.
 _LAUNCHER = """
 import contextlib, ctypes, os, signal, sys
 with contextlib.suppress(OSError, AttributeError):
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 if os.getppid() != int(sys.argv[1]):
     sys.exit("the server is gone")
-sys.argv = ["voila", *sys.argv[2:]]
+with contextlib.suppress(OSError):
+    os.nice(int(sys.argv[2]))
+sys.argv = ["voila", *sys.argv[3:]]
 from voila.app import main
 main()
 """
@@ -94,6 +100,7 @@ def voila_config(notebook: Notebook, port: int, token: str, kernels: int) -> dic
                                "show_tracebacks": False},
         "MappingKernelManager": {"cull_idle_timeout": CULL_IDLE_S,
                                  "cull_interval": CULL_INTERVAL_S, "cull_connected": False},
+        "VoilaKernelManager": {"fill_delay": REFILL_DELAY_S},
     }
 
 
@@ -175,7 +182,8 @@ class VoilaProcess:
                                                       kernels)))
             config.chmod(0o600)
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _LAUNCHER, str(os.getpid()), str(self.notebook.path),
+                sys.executable, "-c", _LAUNCHER, str(os.getpid()), str(NICENESS),
+                str(self.notebook.path),
                 f"--Voila.config_file_paths={config_dir}",
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, env=child_environment(self.settings),

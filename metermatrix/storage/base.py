@@ -156,6 +156,10 @@ class Storage(abc.ABC):
     def region_meter_counts(self) -> dict[str, int]:
         """How many meters each region has (UNASSIGNED for meters without a region)."""
 
+    @abc.abstractmethod
+    def data_version(self) -> int:
+        """A number that changes whenever another connection has committed a change."""
+
     # -- accounts ---------------------------------------------------------------
     @abc.abstractmethod
     def add_resident(self, meter_id: int, password_hash: str) -> bool:

@@ -341,6 +341,11 @@ class SQLiteStorage(Storage):
         )
         return {str(region): int(count) for region, count in rows}
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        return int(version)
+
     # -- accounts ---------------------------------------------------------------
     def add_resident(self, meter_id: int, password_hash: str) -> bool:
         """Create a resident account; False if the meter already has one."""

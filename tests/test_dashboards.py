@@ -1,0 +1,129 @@
+"""The dashboards' widgets driven directly (as the browser's widget changes would)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from metermatrix import dashboards
+from metermatrix.demo import load_demo
+from metermatrix.storage import Reading, open_storage
+
+TIMEZONE = "Asia/Singapore"
+NOW = datetime(2026, 3, 18, 6, 10, tzinfo=UTC)  # 14:10 in Singapore
+TODAY = date(2026, 3, 18)
+AASHIMA, CARLOS = 999999999, 555555555
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """The demo data ending yesterday; Aashima has sent 4 readings today."""
+    directory = tmp_path / "data"
+    storage = open_storage(directory)
+    load_demo(storage, TODAY - timedelta(days=1))
+    with storage.transaction():
+        storage.add_readings([Reading(AASHIMA, TODAY, slot, 400) for slot in range(4)])
+    storage.close()
+    return directory
+
+
+@pytest.fixture
+def source(data_dir: Path) -> dashboards.DataSource:
+    return dashboards.DataSource(data_dir, TIMEZONE)
+
+
+def clock() -> datetime:
+    return NOW
+
+
+def test_url_parameters_are_read_from_the_query_string():
+    assert dashboards.request_query({"QUERY_STRING": "period=yesterday&region=East&x="}) == {
+        "period": "yesterday", "region": "East"}
+    assert dashboards.request_query({}) == {}
+
+
+def test_meter_ids_may_be_written_with_dashes_and_any_separator():
+    assert dashboards.parse_meter_ids("999-999-999, 555555555;12 x 12") == [
+        AASHIMA, CARLOS, 12]
+
+
+def test_the_dashboard_opens_on_the_period_and_region_of_the_url(source):
+    board = dashboards.ManagementDashboard(source, {"period": "yesterday", "region": "West"},
+                                           clock)
+    assert board.redrawing.redraws == 1
+    assert "Yesterday (2026-03-17)" in board.redrawing.status.value
+    table = board.tables["consumption"].value
+    assert "<th>West</th>" in table and "<th>East</th>" not in table
+    for chart in board.charts.values():
+        assert bytes(chart.value).startswith(b"\x89PNG")
+
+
+def test_unknown_url_parameters_fall_back_to_today_and_all_regions(source):
+    board = dashboards.ManagementDashboard(source, {"period": "forever", "region": "Mars"}, clock)
+    assert board.picker.name.value == "current-day"
+    assert board.chosen_regions() is None
+    assert board.tables["consumption"].value.split("<tbody>")[1].count("<tr>") == 5
+
+
+def test_changing_a_widget_redraws(source):
+    board = dashboards.ManagementDashboard(source, {}, clock)
+    first = board.charts["region-bars"].value
+    board.picker.name.value = "prev-month"
+    assert board.redrawing.redraws == 2
+    assert "Last month (2026-02-01 to 2026-02-28)" in board.redrawing.status.value
+    assert board.charts["region-bars"].value != first
+    board.region.value = "North"
+    assert board.redrawing.redraws == 3
+    assert "<th>North</th>" in board.tables["completeness"].value
+    assert "<th>East</th>" not in board.tables["top"].value
+
+
+def test_todays_operations_show_who_sent_what(source):
+    board = dashboards.ManagementDashboard(source, {"region": "West"}, clock)
+    silent = board.tables["silent"].value
+    assert "meters sent nothing today" in silent
+    assert "Aashima" not in silent
+    assert "<th>999999999</th>" in board.tables["top"].value
+
+
+def test_an_impossible_custom_range_is_reported_and_nothing_is_redrawn(source):
+    board = dashboards.ManagementDashboard(source, {"period": "custom", "from": "2026-03-10",
+                                                    "to": "2026-03-12"}, clock)
+    assert "Custom range (2026-03-10 to 2026-03-12)" in board.redrawing.status.value
+    assert not board.picker.first.disabled
+    board.picker.first.value = date(2026, 3, 14)
+    assert "the end date is before the start date" in board.redrawing.status.value
+    assert board.redrawing.redraws == 1
+
+
+def test_todays_totals_are_reused_until_the_database_changes(source, data_dir):
+    first = source.snapshot(NOW)
+    later = source.snapshot(NOW + timedelta(minutes=5))
+    assert later.today_totals is first.today_totals
+    assert later.now == NOW + timedelta(minutes=5)
+    writer = open_storage(data_dir)
+    with writer.transaction():
+        writer.add_readings([Reading(CARLOS, TODAY, 0, 300)])
+    writer.close()
+    young = source.snapshot(NOW + timedelta(minutes=6))
+    assert CARLOS not in young.today_totals.index  # changed, but read under a minute ago
+    fresh = source.snapshot(NOW + timedelta(minutes=6), fresh=True)
+    assert fresh.today_totals.loc[CARLOS, "energy_kwh"] == pytest.approx(0.3)
+
+
+def test_the_explorer_names_meters_it_does_not_know(source):
+    explorer = dashboards.analysis_explorer(source, {"meters": "999999999,123456789",
+                                                     "period": "yesterday"}, clock=clock)
+    assert explorer.frames is not None and explorer.frames.meter_ids == (AASHIMA,)
+    assert "unknown meters: 123456789" in explorer.redrawing.status.value
+    explorer.meters.value = "555-555-555"
+    assert explorer.frames.meter_ids == (CARLOS,)
+    assert all(bytes(chart.value).startswith(b"\x89PNG") for chart in explorer.charts.values())
+
+
+def test_the_explorer_without_meters_shows_the_first_two(source):
+    explorer = dashboards.analysis_explorer(source, {}, clock=clock)
+    assert explorer.frames is not None and len(explorer.frames.meter_ids) == 2
+    assert explorer.picker.name.value == "current-month"
