@@ -80,15 +80,20 @@ class DataSource:
     def __init__(self, data_dir: Path, timezone: str) -> None:
         self.data_dir = data_dir
         self.tz = ZoneInfo(timezone)
+        if not (data_dir / "metermatrix.sqlite3").is_file():
+            raise FileNotFoundError(f"no MeterMatrix database in {data_dir.resolve()}; set "
+                                    f"{ENV_DATA_DIR} to the server's data folder")
         self.storage: Storage = open_storage(data_dir, readonly=True)
         self.directory = regions.MeterDirectory()
         self._snapshot: tuple[float, int, regions.Snapshot] | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> DataSource:
-        """The folder in METERMATRIX_DATA_DIR (default ./data), zone METERMATRIX_TIMEZONE."""
+        """The folder in METERMATRIX_DATA_DIR (default: ``data`` in the repository, where
+        ``make run`` keeps it) and the zone in METERMATRIX_TIMEZONE (default UTC)."""
         env = os.environ if environ is None else environ
-        return cls(Path(env.get(ENV_DATA_DIR, "./data")), env.get(ENV_TIMEZONE, "UTC"))
+        default = Path(__file__).resolve().parents[1] / "data"
+        return cls(Path(env.get(ENV_DATA_DIR, str(default))), env.get(ENV_TIMEZONE, "UTC"))
 
     def warm_up(self) -> DataSource:
         """Read the meters and today's totals and draw one small figure, so the first real

@@ -127,3 +127,9 @@ def test_the_explorer_without_meters_shows_the_first_two(source):
     explorer = dashboards.analysis_explorer(source, {}, clock=clock)
     assert explorer.frames is not None and len(explorer.frames.meter_ids) == 2
     assert explorer.picker.name.value == "current-month"
+
+
+def test_a_folder_without_a_database_is_named_in_the_error(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="METERMATRIX_DATA_DIR"):
+        dashboards.DataSource.from_environment({"METERMATRIX_DATA_DIR": str(tmp_path)})
+    assert not (tmp_path / "metermatrix.sqlite3").exists()
