@@ -134,3 +134,9 @@ def make_server(tmp_path: Path) -> Iterator[type[ServerProcess]]:
 def server(make_server: type[ServerProcess]) -> ServerProcess:
     """A running server, no demo data, UTC, signed meters."""
     return make_server()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last: Playwright's sync API keeps an event loop running in
+    the main thread for the rest of the session, where ``asyncio.run`` then fails."""
+    items.sort(key=lambda item: "browser" in item.path.parts)
