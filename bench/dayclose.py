@@ -30,7 +30,8 @@ import tempfile
 import threading
 import time
 import tracemalloc
-from datetime import date
+from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,6 +42,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (  # noqa: E402
+    RESULTS,
     child_pids,
     evening_timezone,
     http_request,
@@ -147,6 +149,29 @@ def bench_close(meters: int, days: int, work: Path) -> dict[str, object]:
             "close_s_max": max(t["close_s"] for t in timings), "days": timings}
 
 
+def bench_history(meters: int, history_days: int, work: Path) -> dict[str, object]:
+    """Close one day of ``meters`` meters when ``history_days`` days are already closed."""
+    data_dir = work / f"history-{meters}"
+    prepare_database(data_dir, meters)
+    first = date(2026, 1, 1)
+    ids, rng = meter_ids(meters), np.random.default_rng(3)
+    with sqlite3.connect(data_dir / "metermatrix.sqlite3") as db:
+        for index in range(history_days):
+            rows = np.stack([ids, rng.integers(0, 30_000, meters), np.full(meters, 48)], axis=1)
+            db.execute("INSERT INTO daily_totals SELECT json_extract(value, '$[0]'), ?,"
+                       " json_extract(value, '$[1]'), json_extract(value, '$[2]')"
+                       " FROM json_each(?)",
+                       ((first + timedelta(days=index)).isoformat(),
+                        orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY)))
+            db.commit()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store = filled_store(meters, first + timedelta(days=history_days))
+    timing = asyncio.run(close_days(store, data_dir, 1))[0]
+    figures = {"meters": meters, "history_days": history_days, **timing}
+    print(f"  close {meters:,} meters after {history_days} days of history: {figures}", flush=True)
+    return figures
+
+
 # -- memory ----------------------------------------------------------------------
 def store_memory(meters: int) -> dict[str, float]:
     """Bytes held by today's store once ``meters`` meters have a row, and the peak on the way.
@@ -223,6 +248,8 @@ def prefill_live(data_dir: Path, day: date, meters: int) -> None:
     with sqlite3.connect(data_dir / "metermatrix.sqlite3") as db:
         db.executemany("INSERT INTO readings (meter_id, day, slot, energy_wh) VALUES (?,?,?,?)",
                        rows)
+        db.commit()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the server starts with an empty WAL
 
 
 class ChildWatch(threading.Thread):
@@ -246,10 +273,13 @@ class ChildWatch(threading.Thread):
 
 
 def classify(results: list[tuple[float, float, int]], spans: list[tuple[float, float]],
-             margin_s: float = 0.5) -> tuple[list[float], list[float]]:
-    """Latencies of requests sent during a snapshot, and of those well away from any."""
+             margin_s: float = 0.5, warm_up_s: float = 5) -> tuple[list[float], list[float]]:
+    """Latencies [ms] of requests sent during a snapshot, and of those well away from any."""
     during, idle = [], []
+    begin = results[0][0] + warm_up_s
     for scheduled, latency, _ in results:
+        if scheduled < begin:
+            continue
         if any(start <= scheduled <= end for start, end in spans):
             during.append(latency * 1000)
         elif all(scheduled + latency < start - margin_s or scheduled > end + margin_s
@@ -258,7 +288,8 @@ def classify(results: list[tuple[float, float, int]], spans: list[tuple[float, f
     return during, idle
 
 
-def bench_live(work: Path, meters: int, seconds: int, rate_per_s: float) -> dict[str, object]:
+def bench_live(work: Path, meters: int, seconds: int, rate_per_s: float,
+               snapshot_hours: float) -> dict[str, object]:
     fleet_key = secrets.token_bytes(32)
     tz_name = evening_timezone()
     day, slots = sent_slots(ZoneInfo(tz_name))
@@ -270,7 +301,7 @@ def bench_live(work: Path, meters: int, seconds: int, rate_per_s: float) -> dict
     requests = [http_request(line) for line in
                 packet_lines(fleet_key, live_ids, day, [slots[-1]], ZoneInfo(tz_name))]
     started = time.perf_counter()
-    server = start_server(data_dir, tz_name, ["--snapshot-hours", "0.003"],
+    server = start_server(data_dir, tz_name, ["--snapshot-hours", str(snapshot_hours)],
                           env={"METERMATRIX_FLEET_KEY": fleet_key.hex()})
     start_s = time.perf_counter() - started
     watch = ChildWatch(server.pid)
@@ -312,44 +343,68 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--live-seconds", type=int, default=60)
     parser.add_argument("--live-rate", type=float, default=500,
                         help="packets/s sent during the live test")
+    parser.add_argument("--live-snapshot-hours", type=float, default=0.005,
+                        help="the live server's --snapshot-hours (0.005 h = 18 s)")
+    parser.add_argument("--history-days", type=int, default=30,
+                        help="days of daily totals already stored for the 'history' close")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS),
+                        help="measure only these (the others are kept from the last results)")
     return parser.parse_args()
 
 
-def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
-    figures: dict[str, object] = {"setup": vars(args)}
-    print("memory of today's store", flush=True)
+def part_memory(args: argparse.Namespace, work: Path) -> dict[str, object]:
     memory = store_memory(CITY)
     nested_mb = nested_memory(100_000)
     memory["dict_of_dicts_100k_mb"] = round(nested_mb, 1)
     memory["dict_of_dicts_1.4M_mb_extrapolated"] = round(nested_mb * CITY / 100_000, 1)
     print(f"  {memory}", flush=True)
-    figures["memory"] = memory
-    print("day close", flush=True)
-    figures["close"] = [bench_close(meters, args.days, work) for meters in args.meters]
-    print("recovery snapshot", flush=True)
-    figures["snapshot"] = [bench_snapshot(filled_store(meters, date(2026, 1, 1)), work,
-                                          baselines=meters <= 100_000)
-                           for meters in args.meters]
-    print("/meter latency during snapshots", flush=True)
-    figures["live"] = bench_live(work, max(args.meters), args.live_seconds, args.live_rate)
+    return memory
+
+
+PARTS: dict[str, Callable[[argparse.Namespace, Path], object]] = {
+    "memory": part_memory,
+    "close": lambda args, work: [bench_close(meters, args.days, work) for meters in args.meters],
+    "history": lambda args, work: bench_history(100_000, args.history_days, work),
+    "snapshot": lambda args, work: [
+        bench_snapshot(filled_store(meters, date(2026, 1, 1)), work, baselines=meters <= 100_000)
+        for meters in args.meters],
+    "live": lambda args, work: bench_live(work, max(args.meters), args.live_seconds,
+                                          args.live_rate, args.live_snapshot_hours),
+}
+
+
+def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    previous = RESULTS / "dayclose.json"
+    figures: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
+    figures = {part: figures[part] for part in PARTS if part in figures}
+    for part in args.parts:
+        print(part, flush=True)
+        figures[part] = PARTS[part](args, work)
+    figures["setup"] = vars(args)
     figures["aims"] = AIMS
     return {"summary": summarise(figures), **figures}
 
 
 def summarise(figures: dict[str, Any]) -> list[dict[str, object]]:
     """The rows of the table in bench/README.md."""
-    rows = []
-    for close in figures["close"]:
+    rows: list[dict[str, object]] = []
+    for close in figures.get("close", []):
         meters = close["meters"]
         aim = {100_000: AIMS["close_100k_s"], CITY: AIMS["close_1.4M_s"]}.get(meters)
         rows.append(summary_row(f"day close, {meters:,} meters x 48 (median of "
                                 f"{len(close['days'])} days)", close["close_s_median"], "s", aim))
-    memory = figures["memory"]
-    rows.append(summary_row(f"today's store, {memory['meters']:,} meters", memory["store_mb"],
-                            "MB", AIMS["store_1.4M_mb"]))
-    rows.append(summary_row("dict of dicts of floats, 1,400,000 meters (from 100,000)",
-                            memory["dict_of_dicts_1.4M_mb_extrapolated"], "MB"))
-    for snapshot in figures["snapshot"]:
+    history = figures.get("history")
+    if history:
+        rows.append(summary_row(f"day close, {history['meters']:,} meters, after "
+                                f"{history['history_days']} closed days", history["close_s"], "s",
+                                AIMS["close_100k_s"]))
+    memory = figures.get("memory")
+    if memory:
+        rows.append(summary_row(f"today's store, {memory['meters']:,} meters", memory["store_mb"],
+                                "MB", AIMS["store_1.4M_mb"]))
+        rows.append(summary_row("dict of dicts of floats, 1,400,000 meters (from 100,000)",
+                                memory["dict_of_dicts_1.4M_mb_extrapolated"], "MB"))
+    for snapshot in figures.get("snapshot", []):
         meters = snapshot["meters"]
         aim = AIMS["snapshot_1.4M_s"] if meters == CITY else None
         rows.append(summary_row(f"recovery snapshot, {meters:,} meters",
@@ -357,7 +412,9 @@ def summarise(figures: dict[str, Any]) -> list[dict[str, object]]:
         if "json_module_s" in snapshot:
             rows.append(summary_row(f"same with the json module, {meters:,} meters",
                                     snapshot["json_module_s"], "s"))
-    live = figures["live"]
+    live = figures.get("live")
+    if not live:
+        return rows
     rows.append(summary_row(f"/meter p99 idle / during a snapshot, {live['meters']:,} meters, "
                             f"{live['rate_per_s']:.0f} packets/s",
                             f"{live['p99_idle_ms']:.1f} / {live['p99_during_ms']:.1f}", "ms"))
