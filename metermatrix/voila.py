@@ -237,12 +237,6 @@ class Dashboards:
         for child in self.children.values():
             child.start()
 
-    async def wait_ready(self, timeout_s: float) -> bool:
-        """True once every child is ready, False after ``timeout_s``."""
-        results = await asyncio.gather(*(child.wait_ready(timeout_s)
-                                         for child in self.children.values()))
-        return all(results)
-
     async def stop(self) -> None:
         """Stop every child."""
         await asyncio.gather(*(child.stop() for child in self.children.values()))

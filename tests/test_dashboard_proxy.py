@@ -181,9 +181,15 @@ def test_a_manager_gets_the_rendered_dashboard_without_internet_links(manager_pa
     assets = re.findall(rb'(?:src|href)="(/management-dashboard/voila/[^"]+)"', page)
     assert assets
     for asset in assets:
-        status, _, body = client.request("GET", asset.decode())
+        status, headers, body = client.request("GET", asset.decode())
         assert status == 200, asset
         assert body
+        assert "max-age=" in headers["cache-control"]
+        assert "set-cookie" not in headers
+    status, headers, _ = client.request("GET", PAGE + "voila/static/voila.js")
+    assert headers["cache-control"] == "private, max-age=3600"
+    status, headers, _ = client.request("GET", PAGE)
+    assert "max-age" not in headers.get("cache-control", "")
 
 
 def test_the_kernel_websocket_answers_with_the_subprotocol_voila_chose(dashboard_server,

@@ -42,6 +42,10 @@ CONNECT_TIMEOUT_S = 10.0
 #: Whole-response limit: Voila streams a page while its notebook runs [s].
 REQUEST_TIMEOUT_S = 600.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Voila's scripts, styles and extensions: fixed for an installed Voila, so browsers may keep
+#: them for an hour instead of asking again on every page (Voila sends no Cache-Control).
+STATIC_PARTS = ("/voila/static/", "/voila/templates/", "/voila/labextensions/")
+STATIC_CACHE = "private, max-age=3600"
 KERNEL_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
 
 
@@ -139,13 +143,15 @@ class HTTPProxyHandler(DashboardAccess):
         assert self.client is not None
         fetch = asyncio.ensure_future(self.client.fetch(self.upstream_request(child),
                                                         raise_error=False))
-        try:
-            await asyncio.wait_for(asyncio.shield(self._started.wait()), FIRST_BYTE_TIMEOUT_S)
-        except TimeoutError:
-            if not fetch.done():
-                self._gave_up = True
-                log.error("%s gave no answer in %.0f s", self.request.uri, FIRST_BYTE_TIMEOUT_S)
-                return self.send_error(504, reason="the dashboard did not answer in time")
+        started: asyncio.Future[Any] = asyncio.ensure_future(self._started.wait())
+        waiting: set[asyncio.Future[Any]] = {fetch, started}
+        done, _ = await asyncio.wait(waiting, timeout=FIRST_BYTE_TIMEOUT_S,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if not done:
+            self._gave_up = True
+            log.error("%s gave no answer in %.0f s", self.request.uri, FIRST_BYTE_TIMEOUT_S)
+            return self.send_error(504, reason="the dashboard did not answer in time")
         response = await fetch
         self._start_response()
         if response.code == 599 and not self._headers_written:
@@ -177,6 +183,9 @@ class HTTPProxyHandler(DashboardAccess):
         for name, value in self._upstream_headers.get_all():
             if name.lower() not in DROPPED_RESPONSE:
                 self.add_header(name, value)
+        if (head.code == 200 and "Cache-Control" not in self._upstream_headers
+                and any(part in self.request.path for part in STATIC_PARTS)):
+            self.set_header("Cache-Control", STATIC_CACHE)
 
     def _on_chunk(self, chunk: bytes) -> None:
         if self._gave_up or self._finished or self.request.connection is None:
