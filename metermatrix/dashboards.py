@@ -370,8 +370,9 @@ class ManagementDashboard:
         period = self.picker.period(now)
         storage, snapshot = self.source.storage, self.source.snapshot(now, fresh)
         chosen = self.chosen_regions()
-        summary = regions.region_summary(storage, period, snapshot)
-        daily = regions.region_daily_totals(storage, period, snapshot)
+        frames = regions.daily_frames(storage, period, snapshot)
+        summary = regions.region_summary(storage, period, snapshot, frames)
+        daily = frames[0]
         shown = summary if chosen is None else summary.loc[chosen]
         title = describe(period)
         show(self.charts["region-bars"], charts.region_bar_figure(shown, title))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -48,13 +49,17 @@ class Snapshot:
 
     def regions(self) -> list[str]:
         """The five regions, plus UNASSIGNED when some meter has no region."""
-        found = set(self.meters["region"])
-        return list(REGIONS) + ([UNASSIGNED] if UNASSIGNED in found else [])
+        unassigned = bool((self.meters["region"] == UNASSIGNED).any())
+        return list(REGIONS) + ([UNASSIGNED] if unassigned else [])
+
+    @cached_property
+    def _meter_counts(self) -> pd.Series:
+        counts = self.meters["region"].value_counts()
+        return counts.reindex(self.regions(), fill_value=0).astype("int64")
 
     def meter_counts(self) -> pd.Series:
         """Meters per region, every region listed (0 if none)."""
-        counts = self.meters["region"].value_counts()
-        return counts.reindex(self.regions(), fill_value=0).astype("int64")
+        return self._meter_counts.copy()
 
     def due_slots(self, day: date) -> int:
         """Readings each meter owes for ``day`` by ``now`` (48 for a past day)."""
@@ -130,8 +135,8 @@ def _by_region(snapshot: Snapshot, totals: pd.DataFrame) -> pd.DataFrame:
     return totals.groupby(region)[["energy_kwh", "readings"]].sum()
 
 
-def _daily_frames(storage: Storage, period: Period,
-                  snapshot: Snapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
+def daily_frames(storage: Storage, period: Period,
+                 snapshot: Snapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(energy [kWh], readings) per day (index) and region (columns), days up to today."""
     closed, open_days = _span(period, snapshot)
     rows: list[tuple[date, str, float, int]] = []
@@ -157,14 +162,18 @@ def _daily_frames(storage: Storage, period: Period,
 def region_daily_totals(storage: Storage, period: Period, snapshot: Snapshot) -> pd.DataFrame:
     """Energy per day and region [kWh]: index ``day`` (the period's days up to today), one
     column per region."""
-    return _daily_frames(storage, period, snapshot)[0]
+    return daily_frames(storage, period, snapshot)[0]
 
 
-def region_summary(storage: Storage, period: Period, snapshot: Snapshot) -> pd.DataFrame:
+def region_summary(storage: Storage, period: Period, snapshot: Snapshot,
+                   frames: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per region for ``period``: index ``region``; columns ``energy_kwh`` [kWh], ``meters``,
     ``average_kwh`` (per meter) [kWh], ``readings``, ``expected`` (half hours due) and
-    ``completeness`` (readings / expected, 0..1; NaN when nothing was due)."""
-    energy, readings = _daily_frames(storage, period, snapshot)
+    ``completeness`` (readings / expected, 0..1; NaN when nothing was due).
+
+    ``frames`` are the period's ``daily_frames`` when the caller has them already.
+    """
+    energy, readings = frames or daily_frames(storage, period, snapshot)
     due = sum(snapshot.due_slots(day) for day in energy.index)
     summary = pd.DataFrame({"energy_kwh": energy.sum(axis=0), "meters": snapshot.meter_counts(),
                             "readings": readings.sum(axis=0)})
