@@ -64,10 +64,13 @@ async def serve(settings: Settings, with_simulator: bool = False) -> None:
     server.listen(settings.port, settings.host)
     url = f"http://{settings.host}:{settings.port}"
     print(f"MeterMatrix listening on {url}/  (data in {settings.data_dir})", flush=True)
+    print(f"  residents:  {url}/register  {url}/profile", flush=True)
+    if dashboards is not None:
+        print(f"  management: {url}/management-dashboard/  {url}/analysis/", flush=True)
     if settings.demo:
-        print(f"  resident demo login: meter 999999999, password {DEMO_PASSWORD}", flush=True)
-        print(f"  management login:    {DEMO_MANAGER} / {DEMO_PASSWORD} at "
-              f"{url}/management-dashboard/", flush=True)
+        print(f"  demo resident login:   meter 999999999, password {DEMO_PASSWORD}", flush=True)
+        print(f"  demo management login: {DEMO_MANAGER} / {DEMO_PASSWORD} at "
+              f"{url}/management/login", flush=True)
     simulator = start_simulator(settings) if with_simulator else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
