@@ -56,6 +56,7 @@ def snapshot_in_child(store: TodayStore, path: Path) -> int:
     if pid == 0:  # pragma: no cover - the child never returns
         status = 1
         try:
+            os.nice(10)  # the server's requests come first on a busy machine
             write_snapshot(store, path)
             status = 0
         finally:
