@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -180,9 +181,10 @@ class Child:
                 time.sleep(0.1)
         raise RuntimeError(f"server not ready: {self.log_path.read_text()[-3000:]}")
 
-    def get_json(self, path: str) -> dict[str, object]:
+    def get_json(self, path: str) -> dict[str, Any]:
+        """GET ``path`` and decode its JSON answer."""
         with urllib.request.urlopen(self.url + path, timeout=60) as response:
-            answer: dict[str, object] = json.loads(response.read())
+            answer: dict[str, Any] = json.loads(response.read())
             return answer
 
     def stop(self) -> None:
