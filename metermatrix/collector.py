@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from metermatrix.packets import Packet
-from metermatrix.recovery import load_snapshot, snapshot_path
+from metermatrix.recovery import load_snapshot, read_meta, snapshot_path
 from metermatrix.slots import SLOT_LABELS
 from metermatrix.storage import Outcome, Reading, Storage, StorageError
 from metermatrix.today import TodayStore
@@ -86,7 +86,8 @@ class Collector:
         new_meter = packet.meter_id not in store
         store.put(packet.meter_id, packet.slot, packet.energy_wh)
         future = self.writer.add_new(
-            Reading(packet.meter_id, day, packet.slot, packet.energy_wh), new_meter
+            Reading(packet.meter_id, day, packet.slot, packet.energy_wh), new_meter,
+            store.row_values(packet.meter_id),
         )
 
         def forget_on_failure(done: asyncio.Future[None]) -> None:
@@ -101,40 +102,58 @@ class Collector:
         return Receipt("stored", packet)
 
     def restore(self, storage: Storage, day: date) -> int:
-        """Open ``day``: fill today's store from the database; returns readings restored."""
-        self.store.reset(day)
-        restored = 0
-        for reading in storage.readings_of_day(day):
-            self.store.put(reading.meter_id, reading.slot, reading.energy_wh)
-            restored += 1
-        return restored
+        """Open ``day``: fill today's store from the database; returns readings restored.
 
-    async def merge_snapshot(self, recovery_dir: Path) -> int:
-        """Store readings of the open day found in its recovery JSON but not in the database."""
+        Whole columns go into the store at once; room is reserved for every known meter.
+        """
+        self.store.reset(day)
+        self.store.reserve(sum(storage.region_meter_counts().values()))
+        ids, values = storage.day_matrix(day)
+        return self.store.merge(ids, values)
+
+    async def merge_snapshot(self, recovery_dir: Path, database_id: str) -> int:
+        """Store readings of the open day found in its recovery JSON but not in the database.
+
+        Skipped without reading the file when its meta file says it was taken from this
+        database and the database holds at least as many of the day's readings as it.
+        """
         path = snapshot_path(recovery_dir, self.store.day)
         if not path.exists():
             return 0
+        meta = read_meta(path)
+        if (meta is not None and meta.get("database_id") == database_id
+                and meta.get("day") == self.store.day.isoformat()
+                and isinstance(meta.get("readings"), int)
+                and self.store.reading_count() >= meta["readings"]):  # type: ignore[operator]
+            log.info("recovery file %s skipped: the database holds all it holds", path)
+            return 0
         merged = 0
-        for meter_id, slot, energy_wh in load_snapshot(path):
-            if self.store.get(meter_id, slot) is None:
-                new_meter = meter_id not in self.store
-                self.store.put(meter_id, slot, energy_wh)
-                self.writer.add_new(Reading(meter_id, self.store.day, slot, energy_wh), new_meter)
-                merged += 1
+        try:
+            for meter_id, slot, energy_wh in load_snapshot(path):
+                if self.store.get(meter_id, slot) is None and 0 <= energy_wh <= (
+                        self.store.max_reading_wh):
+                    new_meter = meter_id not in self.store
+                    self.store.put(meter_id, slot, energy_wh)
+                    self.writer.add_new(Reading(meter_id, self.store.day, slot, energy_wh),
+                                        new_meter, self.store.row_values(meter_id))
+                    merged += 1
+        except (ValueError, KeyError, TypeError) as error:
+            aside = path.with_name(path.name + ".bad")
+            path.replace(aside)
+            log.error("recovery file %s is damaged (%s): moved to %s and ignored; the"
+                      " database holds every acknowledged reading", path, error, aside.name)
         await self.writer.sync()
         return merged
 
     async def close_open_day(self) -> date:
         """Seed 2.3: total the open day into the database and open the next one."""
         day = self.store.day
-        ids, energy, counts = self.store.totals()
-        totals = list(zip(ids.tolist(), energy.tolist(), counts.tolist(), strict=True))
+        _, energy, _ = self.store.totals()
         self.store.reset(day + timedelta(days=1))
-        await self.writer.run(lambda storage: storage.close_day(day, totals))
-        for reading in await self.writer.run(
-            lambda storage: list(storage.readings_of_day(day + timedelta(days=1)))
-        ):
-            if self.store.get(reading.meter_id, reading.slot) is None:
-                self.store.put(reading.meter_id, reading.slot, reading.energy_wh)
-        log.info("closed %s: %d meters, %.3f kWh", day, len(totals), int(np.sum(energy)) / 1000)
+        # Every reading of ``day`` was queued before the close job, so it is in the rows.
+        meters = await self.writer.run(lambda storage: storage.close_day_from_readings(day))
+        ids, values = await self.writer.run(
+            lambda storage: storage.day_matrix(day + timedelta(days=1)))
+        self.store.merge(ids, values)
+        log.info("closed %s: %d meters, %.3f kWh", day, meters, int(np.sum(energy)) / 1000)
         return day

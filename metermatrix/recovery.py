@@ -111,8 +111,11 @@ def iter_snapshot(store: TodayStore) -> Iterator[bytes]:
     yield b"}\n"
 
 
-def write_snapshot(store: TodayStore, path: Path) -> int:
+def write_snapshot(store: TodayStore, path: Path, database_id: str = "") -> int:
     """Write ``store`` to ``path`` atomically (temp file, fsync, rename); returns bytes.
+
+    A meta file beside it records the day, the readings it holds and the database they
+    came from, so a start can skip a file whose readings the database already holds.
 
     Each block written is handed to the kernel for write-back at once (fadvise), so the
     disk works while the next block is formatted and the final fsync has little left.
@@ -127,6 +130,8 @@ def write_snapshot(store: TodayStore, path: Path) -> int:
             flushed = written - len(piece)
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    write_meta(path, {"day": store.day.isoformat(), "readings": store.reading_count(),
+                      "database_id": database_id})
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -148,11 +153,66 @@ def _write_all(fd: int, data: memoryview) -> int:
     return done
 
 
-def load_snapshot(path: Path) -> Iterator[tuple[int, int, int]]:
-    """Every (meter_id, slot, energy_wh) in a recovery JSON file."""
-    data = orjson.loads(path.read_bytes())
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a recovery file: expected a JSON object")
+def meta_path(path: Path) -> Path:
+    """The small file beside a recovery JSON that says what it holds."""
+    return path.with_name(path.stem + ".meta.json")
+
+
+def write_meta(path: Path, meta: dict[str, object]) -> None:
+    """Write the meta file of the recovery JSON ``path`` atomically."""
+    target = meta_path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(orjson.dumps(meta))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+
+
+def read_meta(path: Path) -> dict[str, object] | None:
+    """The meta file of the recovery JSON ``path``, or None when absent or unreadable."""
+    try:
+        meta = orjson.loads(meta_path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _members(piece: bytes, path: Path) -> Iterator[tuple[int, int, int]]:
+    text = piece.strip().lstrip(b",").strip()
+    if not text:
+        return
+    try:
+        data = orjson.loads(b"{" + text + b"}")
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a recovery file: {error}") from None
     for meter_id, slots in data.items():
+        if not isinstance(slots, dict):
+            raise ValueError(f"{path}: meter {meter_id} does not hold an object of readings")
         for label, kwh in slots.items():
             yield int(meter_id), slot_of_label(label), round(kwh * 1000)
+
+
+def load_snapshot(path: Path, block_bytes: int = 16 << 20) -> Iterator[tuple[int, int, int]]:
+    """Every (meter_id, slot, energy_wh) in a recovery JSON file, read a block at a time.
+
+    The file is one object of objects; no inner object holds a brace, so every ``}`` but
+    the last ends a meter, and the file is parsed a run of whole meters at a time: memory
+    stays at a few blocks whatever the file's size. Raises ValueError on a bad file.
+    """
+    with open(path, "rb") as handle:
+        buffer = handle.read(block_bytes).lstrip()
+        if not buffer.startswith(b"{"):
+            raise ValueError(f"{path} is not a recovery file: expected a JSON object")
+        buffer = buffer[1:]
+        while block := handle.read(block_bytes):
+            buffer += block
+            last = buffer.rfind(b"}")
+            cut = buffer.rfind(b"}", 0, last) if last > 0 else -1
+            if cut >= 0:  # keep the last brace back: it may close the whole file
+                yield from _members(buffer[:cut + 1], path)
+                buffer = buffer[cut + 1:]
+    rest = buffer.rstrip()
+    if not rest.endswith(b"}"):
+        raise ValueError(f"{path} is not a recovery file: it ends before its last brace")
+    yield from _members(rest[:-1], path)

@@ -46,7 +46,7 @@ def catch_up(storage: Storage, open_day: date) -> list[date]:
     return missed
 
 
-def snapshot_in_child(store: TodayStore, path: Path) -> int:
+def snapshot_in_child(store: TodayStore, path: Path, database_id: str = "") -> int:
     """Fork a child that writes ``store`` to ``path`` and exits; returns its pid.
 
     The child sees the store as it was at the fork (copy-on-write), so ingestion goes
@@ -57,7 +57,7 @@ def snapshot_in_child(store: TodayStore, path: Path) -> int:
         status = 1
         try:
             os.nice(10)  # the server's requests come first on a busy machine
-            write_snapshot(store, path)
+            write_snapshot(store, path, database_id)
             status = 0
         finally:
             os._exit(status)

@@ -62,7 +62,8 @@ class MeterService:
         store = TodayStore(open_day, self.settings.max_reading_wh)
         self.collector = Collector(store, self.writer)
         restored = self.collector.restore(self.storage, open_day)
-        merged = await self.collector.merge_snapshot(self.settings.recovery_dir)
+        merged = await self.collector.merge_snapshot(self.settings.recovery_dir,
+                                                     self.storage.database_id())
         log.info("open day %s: %d readings restored, %d merged from recovery, %d days caught up",
                  open_day, restored, merged, len(missed))
         self._schedule_close()
@@ -121,7 +122,7 @@ class MeterService:
         if self._snapshot_task is not None and not self._snapshot_task.done():
             return await self._snapshot_task
         path = snapshot_path(self.settings.recovery_dir, self.open_day)
-        pid = snapshot_in_child(self.collector.store, path)
+        pid = snapshot_in_child(self.collector.store, path, self.storage.database_id())
         loop = asyncio.get_running_loop()
         task = self._snapshot_task = loop.run_in_executor(None, wait_for_child, pid)
         ok: bool = await task
@@ -139,6 +140,7 @@ class MeterService:
             await self.writer.sync()
             self.writer.stop()
         if self.collector is not None:
-            write_snapshot(self.collector.store, snapshot_path(self.settings.recovery_dir,
-                                                               self.open_day))
+            write_snapshot(self.collector.store,
+                           snapshot_path(self.settings.recovery_dir, self.open_day),
+                           self.storage.database_id())
         self.storage.close()

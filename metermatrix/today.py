@@ -32,6 +32,9 @@ class TodayStore:
         self._values = np.full((max(capacity, 1), SLOTS_PER_DAY), self.missing, self.dtype)
         self._ids = np.zeros(max(capacity, 1), np.int64)
         self._rows: dict[int, int] = {}
+        self._readings = 0
+        #: Changes whenever a reading is put or cleared (caches of figures compare it).
+        self.version = 0
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -74,13 +77,18 @@ class TodayStore:
         if not 0 <= energy_wh <= self.max_reading_wh:
             raise ValueError(f"energy_wh {energy_wh} outside 0..{self.max_reading_wh}")
         row = self._row_of(meter_id)  # may grow (replace) the matrix: look it up after
+        if self._values[row, slot] == self.missing:
+            self._readings += 1
         self._values[row, slot] = energy_wh
+        self.version += 1
 
     def clear(self, meter_id: int, slot: int) -> None:
         """Forget a reading (its write failed and was never acknowledged)."""
         row = self._rows.get(meter_id)
-        if row is not None:
+        if row is not None and self._values[row, slot] != self.missing:
             self._values[row, slot] = self.missing
+            self._readings -= 1
+            self.version += 1
 
     def meter_ids(self) -> npt.NDArray[np.int64]:
         """Ids of the meters with a row, in row order."""
@@ -100,8 +108,33 @@ class TodayStore:
         return self.meter_ids()[keep], energy[keep], counts[keep]
 
     def reading_count(self) -> int:
-        """How many readings the store holds."""
-        return int(np.count_nonzero(self.matrix() != self.missing))
+        """How many readings the store holds (kept as a count, not recounted)."""
+        return self._readings
+
+    def row_values(self, meter_id: int) -> npt.NDArray[np.uint16]:
+        """A copy of one meter's 48 slots [Wh] (``missing`` where empty)."""
+        return self._values[self._rows[meter_id]].copy()
+
+    def rows_of(self, meter_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.uint16]:
+        """A copy of the rows of meters already in the store, in the order given."""
+        rows: npt.NDArray[np.uint16] = self._values[[self._rows[int(m)] for m in meter_ids]]
+        return rows
+
+    def merge(self, meter_ids: npt.NDArray[np.int64], values: npt.NDArray[np.integer]) -> int:
+        """Fill the empty slots of many meters at once (restore); returns readings now held.
+
+        ``values`` is (meters, 48) with ``missing`` where empty; slots already held keep
+        their reading. Meters new to the store get rows in the order given.
+        """
+        self.reserve(len(self._rows) + len(meter_ids))
+        rows = np.empty(len(meter_ids), np.intp)
+        for index, meter_id in enumerate(meter_ids.tolist()):
+            rows[index] = self._row_of(meter_id)
+        current = self._values[rows]
+        self._values[rows] = np.where(current != self.missing, current, values)
+        self._readings = int(np.count_nonzero(self.matrix() != self.missing))
+        self.version += 1
+        return self._readings
 
     def iter_readings(self) -> Iterator[tuple[int, int, int]]:
         """Every (meter_id, slot, energy_wh) held, by row then slot."""
@@ -122,3 +155,5 @@ class TodayStore:
         """Start an empty day: every slot empty, the meters' rows kept for tomorrow."""
         self.day = day
         self._values.fill(self.missing)
+        self._readings = 0
+        self.version += 1

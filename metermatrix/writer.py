@@ -13,7 +13,11 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 from metermatrix.storage import Outcome, Reading, Storage
 
@@ -25,10 +29,15 @@ MAX_GROUP = 10_000
 
 @dataclass(slots=True)
 class _Request:
-    kind: str  # "new" (today's, known new), "any" (any day, database decides), "job", "sync"
+    kind: str  # "new" (today's, known new), "rows" (many of them), "any" (database
+    #            decides), "many" (a list of those), "job", "sync"
     future: asyncio.Future[Any]
     reading: Reading | None = None
     new_meter: bool = False
+    #: "new": the meter's whole row in today's store once the reading was put in it;
+    #: "rows": (day, meter_ids, rows, new meter ids).
+    row: Any = None
+    readings: list[Reading] | None = None
     job: Callable[[Storage], Any] | None = None
     result: Any = field(default=None)
     error: BaseException | None = None
@@ -58,9 +67,26 @@ class ReadingWriter:
         self._queue.put(request)
         return request.future
 
-    def add_new(self, reading: Reading, new_meter: bool) -> asyncio.Future[None]:
-        """Store a reading of the open day that today's store has just accepted."""
-        return self._submit(_Request("new", self._loop.create_future(), reading, new_meter))
+    def add_new(self, reading: Reading, new_meter: bool,
+                row: npt.NDArray[np.uint16] | None = None) -> asyncio.Future[None]:
+        """Store a reading of the open day that today's store has just accepted.
+
+        ``row`` is a copy of the meter's row in today's store right after the put: the
+        commit writes the latest such row of each meter, which holds all its readings.
+        Without it the reading is merged into the stored row.
+        """
+        return self._submit(_Request("new", self._loop.create_future(), reading, new_meter,
+                                     row=row))
+
+    def add_rows(self, day: date, meter_ids: npt.NDArray[np.int64], rows: npt.NDArray[np.uint16],
+                 new_meters: list[int]) -> asyncio.Future[None]:
+        """Store the rows of many meters of the open day at once (a head-end's batch)."""
+        return self._submit(_Request("rows", self._loop.create_future(),
+                                     row=(day, meter_ids, rows, new_meters)))
+
+    def store_many(self, readings: list[Reading]) -> asyncio.Future[list[Outcome]]:
+        """``store`` for many readings in one commit: one outcome per reading, in order."""
+        return self._submit(_Request("many", self._loop.create_future(), readings=readings))
 
     def store(self, reading: Reading) -> asyncio.Future[Outcome]:
         """Store a reading of any day, letting the database decide: stored/duplicate/conflict."""
@@ -115,10 +141,17 @@ class ReadingWriter:
         try:
             with storage.transaction():
                 storage.add_meters(r.reading.meter_id for r in new if r.new_meter)  # type: ignore[union-attr]
-                storage.add_readings([r.reading for r in new])  # type: ignore[misc]
+                _put_rows(storage, new)
                 for request in requests:
-                    if request.kind == "any":
+                    if request.kind == "rows":
+                        day, meter_ids, rows, new_meters = request.row
+                        storage.add_meters(new_meters)
+                        storage.put_day_rows(day, meter_ids, rows)
+                    elif request.kind == "any":
                         request.result = storage.store_reading(request.reading)  # type: ignore[arg-type]
+                    elif request.kind == "many":
+                        request.result = [storage.store_reading(reading)
+                                          for reading in request.readings or []]
         except Exception as error:  # noqa: BLE001 - every caller learns of the failure
             log.exception("commit of %d requests failed", len(requests))
             for request in requests:
@@ -126,6 +159,23 @@ class ReadingWriter:
             return
         self.commits += 1
         self.readings_committed += len(new)
+
+
+def _put_rows(storage: Storage, new: list[_Request]) -> None:
+    """Write the latest row of each meter among today's new readings, per day."""
+    latest: dict[date, dict[int, npt.NDArray[np.uint16]]] = {}
+    loose: list[Reading] = []
+    for request in new:
+        reading = request.reading
+        assert reading is not None
+        if request.row is None:
+            loose.append(reading)
+        else:
+            latest.setdefault(reading.day, {})[reading.meter_id] = request.row
+    storage.add_readings(loose)
+    for day, rows in latest.items():
+        ids = list(rows)
+        storage.put_day_rows(day, ids, np.stack([rows[m] for m in ids]))
 
 
 def _resolve(requests: list[_Request]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from metermatrix.accounts import verify_password
 from metermatrix.demo import DEMO_FILE
 from metermatrix.masterdb import read_master
 from metermatrix.storage import Reading, open_storage
+from tests import dbviews
 from tests.conftest import ServerProcess, send_time
 
 COMMAND = str(Path(sys.executable).parent / "metermatrix")
@@ -28,7 +28,7 @@ def run(*args: object, stdin: str | None = None) -> subprocess.CompletedProcess[
 
 
 def query(data_dir: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
-    with sqlite3.connect(data_dir / "metermatrix.sqlite3") as db:
+    with dbviews.connect(data_dir / "metermatrix.sqlite3") as db:
         return db.execute(sql, params).fetchall()
 
 
@@ -109,7 +109,7 @@ def test_close_day_totals_equal_the_sum_of_readings_and_is_idempotent(tmp_path: 
         done = run("close-day", "--data-dir", data_dir, "--date", "2025-02-08")
         assert done.returncode == 0, done.stderr
         assert "closed 2025-02-08: 2 meters" in done.stdout
-        assert query(data_dir, "SELECT meter_id, energy_wh, readings FROM daily_totals"
+        assert query(data_dir, "SELECT meter_id, energy_wh, readings FROM day_totals"
                      " ORDER BY 1") == [(1, 111 * sum(range(48)) + 48 * 7, 48), (2, 3, 1)]
 
 
@@ -125,11 +125,11 @@ def test_close_day_is_safe_while_the_server_runs(make_server) -> None:
     status, _ = server.post_packet(111111111, send_time(yesterday, 1), 2.5)  # late packet
     assert status == 201
     day = yesterday.isoformat()
-    assert query(server.data_dir, "SELECT meter_id, energy_wh FROM daily_totals WHERE day = ?"
+    assert query(server.data_dir, "SELECT meter_id, energy_wh FROM day_totals WHERE day = ?"
                  " ORDER BY 1", day) == query(
         server.data_dir, "SELECT meter_id, SUM(energy_wh) FROM readings WHERE day = ?"
         " GROUP BY 1 ORDER BY 1", day)
-    assert query(server.data_dir, "SELECT energy_wh FROM daily_totals WHERE day = ?"
+    assert query(server.data_dir, "SELECT energy_wh FROM day_totals WHERE day = ?"
                  " AND meter_id = 111111111", day)[0][0] == sum(
         100 + slot for slot in range(0, 48, 5)) + 2500
 

@@ -143,5 +143,5 @@ def test_bad_entry_stores_nothing(tmp_path: Path, storage: Storage, entry: objec
     data = {"555555555": SEED["555555555"], "999999999": entry}
     with pytest.raises((MasterFileError, ValueError, KeyError)):
         import_master(storage, write(tmp_path / "m.json", data))
-    for table in ("meters", "readings", "daily_totals", "closed_days"):
+    for table in ("meters", "day_readings", "daily_totals", "closed_days"):
         assert count(tmp_path / "data", table) == 0, table

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 
 from metermatrix.signing import meter_key, sign_body
 from metermatrix.slots import SLOT_LABELS, slot_of_label, slots_elapsed
+from tests import dbviews
 from tests.conftest import ROOT, ServerProcess, send_time
 
 
@@ -53,13 +53,13 @@ def packet(meter_id: object, timestamp: object, kwh: object) -> bytes:
 
 def rows(server: ServerProcess, sql: str, *params: object) -> list[tuple[object, ...]]:
     """Ask the database through a second connection: only committed rows are seen."""
-    with sqlite3.connect(server.data_dir / "metermatrix.sqlite3") as db:
+    with dbviews.connect(server.data_dir / "metermatrix.sqlite3") as db:
         return db.execute(sql, params).fetchall()
 
 
 def counts(server: ServerProcess) -> tuple[object, ...]:
     return rows(server, "SELECT (SELECT COUNT(*) FROM readings), (SELECT COUNT(*) FROM meters),"
-                " (SELECT COALESCE(SUM(energy_wh), 0) FROM daily_totals)")[0]
+                " (SELECT COALESCE(SUM(energy_wh), 0) FROM day_totals)")[0]
 
 
 def post(server: ServerProcess, body: bytes, signer: int | None = None,
@@ -288,7 +288,7 @@ def close_day(server: ServerProcess, day: date) -> None:
 
 def day_figures(server: ServerProcess, day: date, meter_id: int) -> tuple[object, ...]:
     return rows(server, """SELECT t.energy_wh, t.readings, r.energy_wh, r.readings
-                           FROM daily_totals t, region_daily r
+                           FROM day_totals t, region_daily r
                            WHERE t.meter_id = ? AND t.day = ? AND r.day = t.day
                            AND r.region = 'Unassigned'""", meter_id, day.isoformat())[0]
 
@@ -383,10 +383,10 @@ def test_restart_catches_up_on_yesterday_with_totals_equal_to_readings(
             kwh = (meter_id % 10) * 0.111 + slot * 0.007
             assert server.post_packet(meter_id, send_time(yesterday, slot, ZONE), kwh)[0] == 201
     day = yesterday.isoformat()
-    assert rows(server, "SELECT COUNT(*) FROM daily_totals WHERE day = ?", day) == [(0,)]
+    assert rows(server, "SELECT COUNT(*) FROM day_totals WHERE day = ?", day) == [(0,)]
     server.restart()
     assert rows(server, "SELECT day FROM closed_days WHERE day = ?", day) == [(day,)]
-    assert rows(server, "SELECT meter_id, energy_wh, readings FROM daily_totals WHERE day = ?"
+    assert rows(server, "SELECT meter_id, energy_wh, readings FROM day_totals WHERE day = ?"
                 " ORDER BY 1", day) == rows(
         server, "SELECT meter_id, SUM(energy_wh), COUNT(*) FROM readings WHERE day = ?"
         " GROUP BY 1 ORDER BY 1", day)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,6 +32,7 @@ from metermatrix.settings import Settings
 from metermatrix.slots import interval_start
 from metermatrix.storage import Reading, open_storage
 from metermatrix.today import TodayStore
+from tests import dbviews
 
 D0, D1, D2 = date(2025, 2, 7), date(2025, 2, 8), date(2025, 2, 9)
 
@@ -157,12 +157,12 @@ async def send(service: MeterService, meter_id: int, day: date, slot: int, kwh: 
 
 
 def query(data_dir: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(data_dir / "metermatrix.sqlite3") as db:
+    with dbviews.connect(data_dir / "metermatrix.sqlite3") as db:
         return db.execute(sql, params).fetchall()
 
 
 def totals_match_readings(data_dir: Path, day: date) -> bool:
-    totals = query(data_dir, "SELECT meter_id, energy_wh, readings FROM daily_totals"
+    totals = query(data_dir, "SELECT meter_id, energy_wh, readings FROM day_totals"
                    " WHERE day = ? ORDER BY 1", day.isoformat())
     sums = query(data_dir, "SELECT meter_id, SUM(energy_wh), COUNT(*) FROM readings"
                  " WHERE day = ? GROUP BY 1 ORDER BY 1", day.isoformat())
@@ -257,7 +257,7 @@ def test_day_close_totals_equal_the_sum_of_readings(settings: Settings) -> None:
 
     assert run_service(settings, clock, body) == D1
     assert totals_match_readings(settings.data_dir, D1)
-    assert query(settings.data_dir, "SELECT energy_wh FROM daily_totals WHERE meter_id = 2") == [
+    assert query(settings.data_dir, "SELECT energy_wh FROM day_totals WHERE meter_id = 2") == [
         (47 * 2000 + 7 * sum(range(47)),)]
     assert query(settings.data_dir, "SELECT region, meters, readings FROM region_daily") == [
         ("Unassigned", 3, 141)]
@@ -274,7 +274,7 @@ def test_midnight_packet_after_the_close_amends_the_closed_day(settings: Setting
         return (await send(service, 1, D1, 47, 0.25)).outcome
 
     assert run_service(settings, clock, body) == "stored"
-    assert query(settings.data_dir, "SELECT day, energy_wh, readings FROM daily_totals") == [
+    assert query(settings.data_dir, "SELECT day, energy_wh, readings FROM day_totals") == [
         ("2025-02-08", 1250, 2)]
     assert query(settings.data_dir, "SELECT energy_wh, readings FROM region_daily") == [(1250, 2)]
 
@@ -291,10 +291,10 @@ def test_closing_again_after_a_restart_changes_nothing(settings: Settings) -> No
         return service.open_day
 
     run_service(settings, clock, close)
-    before = query(settings.data_dir, "SELECT * FROM daily_totals")
+    before = query(settings.data_dir, "SELECT * FROM day_totals")
     clock.now = at(D1, 23, 50)
     assert run_service(settings, clock, nothing) == D2
-    assert query(settings.data_dir, "SELECT * FROM daily_totals") == before
+    assert query(settings.data_dir, "SELECT * FROM day_totals") == before
 
 
 def test_days_missed_while_down_are_closed_on_start(settings: Settings) -> None:
@@ -308,7 +308,7 @@ def test_days_missed_while_down_are_closed_on_start(settings: Settings) -> None:
         return service.open_day
 
     run_service(settings, clock, yesterday, stop=False)
-    assert query(settings.data_dir, "SELECT COUNT(*) FROM daily_totals") == [(0,)]
+    assert query(settings.data_dir, "SELECT COUNT(*) FROM day_totals") == [(0,)]
     clock.now = at(D2, 9, 0)
     assert run_service(settings, clock, nothing) == D2
     assert totals_match_readings(settings.data_dir, D1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from metermatrix.simulation import (
     simulate,
 )
 from metermatrix.slots import SLOT_LABELS, slot_of_label
+from tests import dbviews
 from tests.conftest import ROOT, ServerProcess, free_port
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -58,7 +58,7 @@ def read_ledger(path: Path) -> list[dict[str, Any]]:
 
 
 def stored_readings(data_dir: Path) -> dict[tuple[int, str, int], int]:
-    with sqlite3.connect(data_dir / "metermatrix.sqlite3") as db:
+    with dbviews.connect(data_dir / "metermatrix.sqlite3") as db:
         rows = db.execute("SELECT meter_id, day, slot, energy_wh FROM readings").fetchall()
     return {(meter_id, day, slot): energy_wh for meter_id, day, slot, energy_wh in rows}
 

@@ -19,6 +19,7 @@ from metermatrix.storage import (
     StorageError,
     open_storage,
 )
+from tests import dbviews
 
 D1, D2, D3 = date(2025, 2, 8), date(2025, 2, 9), date(2025, 2, 10)
 
@@ -33,7 +34,7 @@ def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
 @pytest.fixture
 def db(tmp_path: Path, storage: SQLiteStorage) -> Iterator[sqlite3.Connection]:
     """A second, independent connection: sees only what was committed."""
-    connection = sqlite3.connect(tmp_path / "metermatrix.sqlite3")
+    connection = dbviews.connect(tmp_path / "metermatrix.sqlite3")
     yield connection
     connection.close()
 
@@ -45,7 +46,7 @@ def fill(storage: SQLiteStorage, *readings: Reading) -> None:
 
 
 def totals(db: sqlite3.Connection, day: date) -> dict[int, tuple[int, int]]:
-    rows = db.execute("SELECT meter_id, energy_wh, readings FROM daily_totals WHERE day = ?",
+    rows = db.execute("SELECT meter_id, energy_wh, readings FROM day_totals WHERE day = ?",
                       (day.isoformat(),))
     return {meter_id: (wh, n) for meter_id, wh, n in rows}
 
@@ -252,7 +253,7 @@ def test_readonly_storage_reads_but_cannot_write(tmp_path: Path, storage: SQLite
 
 def test_refused_statement_raises_storage_error_and_stores_nothing(
         storage: SQLiteStorage, db: sqlite3.Connection) -> None:
-    with pytest.raises(StorageError, match="CHECK constraint"), storage.transaction():
+    with pytest.raises(StorageError, match="outside"), storage.transaction():
         storage.add_meters([1])
         storage.store_reading(Reading(1, D1, 0, -5))
     assert db.execute("SELECT COUNT(*) FROM meters").fetchone()[0] == 0

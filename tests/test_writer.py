@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
@@ -13,13 +12,14 @@ import pytest
 
 from metermatrix.storage import Reading, Storage, StorageError, open_storage
 from metermatrix.writer import ReadingWriter
+from tests import dbviews
 
 DAY = date(2025, 2, 8)
 
 
 def committed(data_dir: Path, sql: str = "SELECT COUNT(*) FROM readings") -> Any:
     """Ask a second connection: only committed rows are visible to it."""
-    with sqlite3.connect(data_dir / "metermatrix.sqlite3") as db:
+    with dbviews.connect(data_dir / "metermatrix.sqlite3") as db:
         return db.execute(sql).fetchone()[0]
 
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
+
 #: Region name used for meters whose owner has not registered a region yet.
 UNASSIGNED = "Unassigned"
 
@@ -72,6 +75,10 @@ class Storage(abc.ABC):
     def close(self) -> None:
         """Release the connection."""
 
+    @abc.abstractmethod
+    def database_id(self) -> str:
+        """A random id made with the database: tells one database from a copy of another."""
+
     # -- meters -----------------------------------------------------------------
     @abc.abstractmethod
     def add_meters(self, meter_ids: Iterable[int]) -> None:
@@ -86,6 +93,14 @@ class Storage(abc.ABC):
         """One meter, or None."""
 
     @abc.abstractmethod
+    def meter_ids(self) -> npt.NDArray[np.int64]:
+        """Every meter id, ascending."""
+
+    @abc.abstractmethod
+    def region_of_meters(self, meter_ids: npt.NDArray[np.int64]) -> list[str]:
+        """The region of each meter (UNASSIGNED without one), in the order given."""
+
+    @abc.abstractmethod
     def list_meters(self, region: str | None = None) -> list[MeterRecord]:
         """All meters (of one region), ordered by id."""
 
@@ -97,6 +112,15 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def store_reading(self, reading: Reading) -> Outcome:
         """Store one reading of any day; a new one on a closed day amends that day's total."""
+
+    @abc.abstractmethod
+    def put_day_rows(self, day: date, meter_ids: Sequence[int],
+                     rows: npt.NDArray[np.uint16]) -> None:
+        """Replace meters' whole rows of ``day`` (48 values [Wh], 0xFFFF empty) from today's."""
+
+    @abc.abstractmethod
+    def day_matrix(self, day: date) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]]:
+        """(meter_ids ascending, (meters, 48) readings [Wh], 0xFFFF where empty) of ``day``."""
 
     @abc.abstractmethod
     def readings_of_day(self, day: date) -> Iterator[Reading]:

@@ -1,5 +1,7 @@
--- Master database (seed 1.4), SQLite flavour. Days are local calendar days 'YYYY-MM-DD';
--- slots are 0..47 (see metermatrix/slots.py); energy is integer watt-hours.
+-- Master database (seed 1.4), SQLite flavour, schema version 2 (PRAGMA user_version).
+-- In the large tables a day is an integer, days since 1970-01-01 (metermatrix.storage
+-- .packing.day_number); in the small ones it is 'YYYY-MM-DD'. Slots are 0..47 (see
+-- metermatrix/slots.py); energy is integer watt-hours.
 PRAGMA journal_mode = WAL;
 
 CREATE TABLE IF NOT EXISTS meters (
@@ -11,25 +13,26 @@ CREATE TABLE IF NOT EXISTS meters (
 );
 CREATE INDEX IF NOT EXISTS meters_region ON meters (region);
 
--- Every half-hourly reading ever acknowledged: the durable log and the history.
-CREATE TABLE IF NOT EXISTS readings (
-    meter_id    INTEGER NOT NULL,
-    day         TEXT    NOT NULL,
-    slot        INTEGER NOT NULL CHECK (slot BETWEEN 0 AND 47),
-    energy_wh   INTEGER NOT NULL CHECK (energy_wh >= 0),
-    PRIMARY KEY (meter_id, day, slot)
+-- Every half-hourly reading ever acknowledged, one row per meter and day: slots_wh is 48
+-- little-endian uint16 [Wh] with 0xFFFF for a missing half hour, marks 2 bits per slot
+-- saying how the reading arrived (storage/packing.py). The open day's rows are rewritten
+-- by every group commit; a day's rows are appended together, so keyed (day, meter_id).
+CREATE TABLE IF NOT EXISTS day_readings (
+    day        INTEGER NOT NULL,
+    meter_id   INTEGER NOT NULL,
+    slots_wh   BLOB    NOT NULL CHECK (length(slots_wh) = 96),
+    marks      BLOB    NOT NULL CHECK (length(marks) = 12),
+    PRIMARY KEY (day, meter_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS readings_day ON readings (day);
 
 -- One row per meter and closed day: the seed's "date": total entries.
 CREATE TABLE IF NOT EXISTS daily_totals (
+    day        INTEGER NOT NULL,
     meter_id   INTEGER NOT NULL,
-    day        TEXT    NOT NULL,
     energy_wh  INTEGER NOT NULL,
     readings   INTEGER NOT NULL,
-    PRIMARY KEY (meter_id, day)
+    PRIMARY KEY (day, meter_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS daily_totals_day ON daily_totals (day);
 
 -- Per region and closed day, kept in step with daily_totals for the dashboards.
 CREATE TABLE IF NOT EXISTS region_daily (
@@ -41,9 +44,24 @@ CREATE TABLE IF NOT EXISTS region_daily (
     PRIMARY KEY (region, day)
 ) WITHOUT ROWID;
 
+-- Per region and closed day, each half hour summed over the region's meters:
+-- slots_wh 48 little-endian int64 [Wh], readings 48 little-endian int32.
+CREATE TABLE IF NOT EXISTS region_slots (
+    region     TEXT    NOT NULL,
+    day        TEXT    NOT NULL,
+    slots_wh   BLOB    NOT NULL,
+    readings   BLOB    NOT NULL,
+    PRIMARY KEY (region, day)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS closed_days (
     day        TEXT PRIMARY KEY,
     closed_at  TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS meta (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS residents (

@@ -1,38 +1,56 @@
-"""The master database in one SQLite file (WAL mode, synchronous=FULL)."""
+"""The master database in one SQLite file (WAL mode, synchronous=FULL).
+
+Half-hourly readings are stored one row per meter and day in packed form (packing.py),
+keyed (day, meter_id): a day's rows are written together at the end of the tree, so a
+close or a commit touches the same few pages whatever the history behind it.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
+from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import (
     UNASSIGNED,
-    DailyTotal,
     MeterRecord,
     Outcome,
     Reading,
-    RegionDay,
     Storage,
     StorageError,
 )
+from metermatrix.storage.migrate import migrate_if_needed
+from metermatrix.storage.packing import (
+    ALL_ON_TIME,
+    LATE,
+    MISSING,
+    ON_TIME,
+    day_number,
+    day_of_number,
+    pack_marks,
+    pack_rows,
+    unpack_marks,
+    unpack_row,
+    unpack_rows,
+)
+from metermatrix.storage.sqlite_days import DayTables
 
-_REGION_OF_DAY = f"""
-    INSERT OR REPLACE INTO region_daily (region, day, energy_wh, meters, readings)
-    SELECT COALESCE(m.region, '{UNASSIGNED}'), t.day, SUM(t.energy_wh), COUNT(*), SUM(t.readings)
-    FROM daily_totals t LEFT JOIN meters m USING (meter_id)
-    WHERE t.day = ? GROUP BY 1, 2
-"""
+_CHUNK = 500  # ids per IN (...) list
 
 
 def _now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class SQLiteStorage(Storage):
+class SQLiteStorage(DayTables, Storage):
     """Storage on one SQLite connection; make one per thread."""
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
@@ -43,10 +61,16 @@ class SQLiteStorage(Storage):
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            self._db.executescript(resources.files(__package__).joinpath("schema.sql").read_text())
+            migrate_if_needed(self._db, lambda: self._create_schema())
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA cache_size = -262144")  # 256 MiB
         self._depth = 0
+
+    def _create_schema(self) -> None:
+        self._db.executescript(resources.files(__package__).joinpath("schema.sql").read_text())
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('database_id', ?)",
+                         (uuid.uuid4().hex,))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -58,7 +82,10 @@ class SQLiteStorage(Storage):
             finally:
                 self._depth -= 1
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise StorageError(f"cannot start a transaction: {error}") from error
         self._depth = 1
         try:
             yield
@@ -84,6 +111,11 @@ class SQLiteStorage(Storage):
     def close(self) -> None:
         """Close the connection."""
         self._db.close()
+
+    def database_id(self) -> str:
+        """A random id made with the database: tells one database from a copy of another."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'database_id'").fetchone()
+        return str(row[0]) if row else ""
 
     # -- meters -----------------------------------------------------------------
     def add_meters(self, meter_ids: Iterable[int]) -> None:
@@ -122,239 +154,149 @@ class SQLiteStorage(Storage):
             rows = self._db.execute(sql + " WHERE region = ? ORDER BY meter_id", (region,))
         return [MeterRecord(*row) for row in rows]
 
+    def meter_ids(self) -> npt.NDArray[np.int64]:
+        """Every meter id, ascending."""
+        ids = [meter_id for (meter_id,) in self._db.execute(
+            "SELECT meter_id FROM meters ORDER BY meter_id")]
+        return np.array(ids, dtype=np.int64)
+
     # -- readings ---------------------------------------------------------------
+    def _rows_of(self, day: int, meter_ids: Sequence[int]
+                 ) -> dict[int, tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]]:
+        """The packed rows of some meters on one day, unpacked: {meter_id: (values, marks)}."""
+        found: dict[int, tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]] = {}
+        ids = list(meter_ids)
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start:start + _CHUNK]
+            rows = self._db.execute(
+                f"""SELECT meter_id, slots_wh, marks FROM day_readings
+                    WHERE day = ? AND meter_id IN ({",".join("?" * len(part))})""",
+                (day, *part),
+            )
+            for meter_id, blob, marks in rows:
+                found[int(meter_id)] = (unpack_row(blob), unpack_marks(marks))
+        return found
+
     def add_readings(self, readings: Sequence[Reading]) -> None:
         """Store readings already known to be new; existing slots are kept."""
+        by_day: dict[date, list[Reading]] = {}
+        for reading in readings:
+            by_day.setdefault(reading.day, []).append(reading)
+        for day, group in by_day.items():
+            number = day_number(day)
+            closed = self._is_closed(day)
+            rows = self._rows_of(number, sorted({r.meter_id for r in group}))
+            changed: dict[int, tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]] = {}
+            for reading in group:
+                _check_energy(reading.energy_wh)
+                values, marks = changed.get(reading.meter_id) or _copy_or_empty(
+                    rows.get(reading.meter_id))
+                if values[reading.slot] == MISSING:
+                    values[reading.slot] = reading.energy_wh
+                    marks[reading.slot] = LATE if closed else ON_TIME
+                changed[reading.meter_id] = (values, marks)
+            self._write_rows(number, changed, rows if closed else None)
+
+    def put_day_rows(self, day: date, meter_ids: Sequence[int],
+                     rows: npt.NDArray[np.uint16]) -> None:
+        """Replace whole rows of ``day`` with rows from today's store (the authority).
+
+        On a day that is already closed (closed by hand while open) the rows amend it.
+        """
+        number = day_number(day)
+        if self._is_closed(day):
+            old = self._rows_of(number, meter_ids)
+            changed = {}
+            for meter_id, values in zip(meter_ids, rows, strict=True):
+                before = old.get(int(meter_id))
+                marks = before[1].copy() if before else np.zeros(SLOTS_PER_DAY, np.uint8)
+                changed[int(meter_id)] = (values.astype(np.uint16), marks)
+            self._write_rows(number, changed, old)
+            return
         self._db.executemany(
-            "INSERT OR IGNORE INTO readings (meter_id, day, slot, energy_wh) VALUES (?, ?, ?, ?)",
-            ((r.meter_id, r.day.isoformat(), r.slot, r.energy_wh) for r in readings),
+            "INSERT OR REPLACE INTO day_readings (day, meter_id, slots_wh, marks)"
+            " VALUES (?, ?, ?, ?)",
+            ((number, int(m), blob, ALL_ON_TIME)
+             for m, blob in zip(meter_ids, pack_rows(rows), strict=True)),
         )
+
+    def _write_rows(self, day: int,
+                    rows: dict[int, tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]],
+                    old: dict[int, tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]] | None
+                    ) -> None:
+        """Write packed rows; with ``old`` (a closed day) amend its totals and regions too."""
+        if not rows:
+            return
+        ids = list(rows)
+        values = np.stack([rows[m][0] for m in ids])
+        marks = np.stack([rows[m][1] for m in ids])
+        self._db.executemany(
+            "INSERT OR REPLACE INTO day_readings (day, meter_id, slots_wh, marks)"
+            " VALUES (?, ?, ?, ?)",
+            zip([day] * len(ids), ids, pack_rows(values), pack_marks(marks), strict=True),
+        )
+        if old is not None:
+            before = np.stack([old[m][0] if m in old else np.full(SLOTS_PER_DAY, MISSING)
+                               for m in ids]).astype(np.uint16)
+            self._amend_closed_day(day, ids, before, values)
 
     def store_reading(self, reading: Reading) -> Outcome:
         """Store one reading of any day; a new one on a closed day amends that day's total."""
-        day = reading.day.isoformat()
-        row = self._db.execute(
-            "SELECT energy_wh FROM readings WHERE meter_id = ? AND day = ? AND slot = ?",
-            (reading.meter_id, day, reading.slot),
-        ).fetchone()
-        if row is not None:
-            return "duplicate" if row[0] == reading.energy_wh else "conflict"
+        _check_energy(reading.energy_wh)
+        number = day_number(reading.day)
+        found = self._rows_of(number, [reading.meter_id]).get(reading.meter_id)
+        if found is not None and found[0][reading.slot] != MISSING:
+            return "duplicate" if found[0][reading.slot] == reading.energy_wh else "conflict"
         self.add_meters([reading.meter_id])
-        self._db.execute(
-            "INSERT INTO readings (meter_id, day, slot, energy_wh) VALUES (?, ?, ?, ?)",
-            (reading.meter_id, day, reading.slot, reading.energy_wh),
-        )
-        if self._is_closed(day):
-            self._amend_total(reading.meter_id, day, reading.energy_wh)
+        self.add_readings([reading])
         return "stored"
 
-    def _is_closed(self, day: str) -> bool:
-        found = self._db.execute("SELECT 1 FROM closed_days WHERE day = ?", (day,)).fetchone()
+    def _is_closed(self, day: date) -> bool:
+        found = self._db.execute("SELECT 1 FROM closed_days WHERE day = ?",
+                                 (day.isoformat(),)).fetchone()
         return found is not None
 
-    def _amend_total(self, meter_id: int, day: str, energy_wh: int) -> None:
-        existing = self._db.execute(
-            "SELECT 1 FROM daily_totals WHERE meter_id = ? AND day = ?", (meter_id, day)
-        ).fetchone()
-        self._db.execute(
-            """INSERT INTO daily_totals (meter_id, day, energy_wh, readings) VALUES (?, ?, ?, 1)
-               ON CONFLICT (meter_id, day) DO UPDATE SET
-                 energy_wh = energy_wh + excluded.energy_wh, readings = readings + 1""",
-            (meter_id, day, energy_wh),
-        )
-        self._db.execute(
-            f"""INSERT INTO region_daily (region, day, energy_wh, meters, readings)
-                SELECT COALESCE(region, '{UNASSIGNED}'), ?, ?, ?, 1 FROM meters WHERE meter_id = ?
-                ON CONFLICT (region, day) DO UPDATE SET
-                  energy_wh = energy_wh + excluded.energy_wh,
-                  meters = meters + excluded.meters, readings = readings + 1""",
-            (day, energy_wh, 0 if existing else 1, meter_id),
-        )
+    def day_matrix(self, day: date) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]]:
+        """(meter_ids, (meters, 48) readings [Wh], MISSING where empty) of ``day``, by id."""
+        cursor = self._db.execute(
+            "SELECT meter_id, slots_wh FROM day_readings WHERE day = ? ORDER BY meter_id",
+            (day_number(day),))
+        ids: list[int] = []
+        blobs: list[bytes] = []
+        while rows := cursor.fetchmany(100_000):
+            for meter_id, blob in rows:
+                ids.append(meter_id)
+                blobs.append(blob)
+        return np.array(ids, dtype=np.int64), unpack_rows(blobs)
 
     def readings_of_day(self, day: date) -> Iterator[Reading]:
         """Every reading of ``day``."""
-        cursor = self._db.execute(
-            "SELECT meter_id, slot, energy_wh FROM readings WHERE day = ?", (day.isoformat(),)
-        )
-        while rows := cursor.fetchmany(50_000):
-            for meter_id, slot, energy_wh in rows:
-                yield Reading(meter_id, day, slot, energy_wh)
+        ids, values = self.day_matrix(day)
+        rows, slots = np.nonzero(values != MISSING)
+        for row, slot in zip(rows.tolist(), slots.tolist(), strict=True):
+            yield Reading(int(ids[row]), day, slot, int(values[row, slot]))
+
+    def _days_of_meter(self, table: str, columns: str, meter_id: int, first: date,
+                       last: date) -> list[tuple[object, ...]]:
+        """Rows of one meter for days first..last: one seek per day of the (day, meter) key."""
+        return list(self._db.execute(
+            f"""WITH RECURSIVE days (day) AS (
+                  SELECT ? UNION ALL SELECT day + 1 FROM days WHERE day < ?)
+                SELECT t.day, {columns} FROM days CROSS JOIN {table} t
+                  ON t.day = days.day AND t.meter_id = ? ORDER BY t.day""",
+            (day_number(first), day_number(last), meter_id)))
 
     def readings_between(self, meter_ids: Sequence[int], first: date, last: date) -> list[Reading]:
         """Readings of some meters for days ``first``..``last`` inclusive."""
         found: list[Reading] = []
         for meter_id in meter_ids:
-            rows = self._db.execute(
-                """SELECT day, slot, energy_wh FROM readings
-                   WHERE meter_id = ? AND day BETWEEN ? AND ? ORDER BY day, slot""",
-                (meter_id, first.isoformat(), last.isoformat()),
-            )
-            found.extend(
-                Reading(meter_id, date.fromisoformat(day), slot, wh) for day, slot, wh in rows
-            )
+            for number, blob in self._days_of_meter("day_readings", "t.slots_wh", meter_id,
+                                                    first, last):
+                day = day_of_number(int(number))  # type: ignore[call-overload]
+                values = unpack_row(blob)  # type: ignore[arg-type]
+                found.extend(Reading(meter_id, day, int(slot), int(values[slot]))
+                             for slot in np.flatnonzero(values != MISSING))
         return found
-
-    def region_slot_energy(
-        self, region: str, first: date, last: date
-    ) -> list[tuple[date, int, int, int]]:
-        """Per (day, slot) of a region: (day, slot, energy_wh, readings) over its meters."""
-        region_test = "m.region IS NULL" if region == UNASSIGNED else "m.region = ?"
-        params: tuple[str, ...] = (first.isoformat(), last.isoformat())
-        if region != UNASSIGNED:
-            params = (*params, region)
-        rows = self._db.execute(
-            f"""SELECT r.day, r.slot, SUM(r.energy_wh), COUNT(*)
-                FROM readings r JOIN meters m USING (meter_id)
-                WHERE r.day BETWEEN ? AND ? AND {region_test}
-                GROUP BY r.day, r.slot ORDER BY r.day, r.slot""",
-            params,
-        )
-        return [(date.fromisoformat(day), slot, wh, n) for day, slot, wh, n in rows]
-
-    # -- days -------------------------------------------------------------------
-    def close_day(self, day: date, totals: Iterable[tuple[int, int, int]]) -> None:
-        """Record (meter_id, energy_wh, readings) totals for ``day`` and mark it closed."""
-        text = day.isoformat()
-        with self.transaction():
-            self._db.executemany(
-                """INSERT INTO daily_totals (meter_id, day, energy_wh, readings)
-                   VALUES (?, ?, ?, ?)
-                   ON CONFLICT (meter_id, day) DO UPDATE SET
-                     energy_wh = excluded.energy_wh, readings = excluded.readings""",
-                ((meter_id, text, wh, n) for meter_id, wh, n in totals),
-            )
-            self._mark_closed(text)
-
-    def _mark_closed(self, day: str) -> None:
-        self._db.execute("DELETE FROM region_daily WHERE day = ?", (day,))
-        self._db.execute(_REGION_OF_DAY, (day,))
-        self._db.execute(
-            "INSERT OR IGNORE INTO closed_days (day, closed_at) VALUES (?, ?)", (day, _now_text())
-        )
-
-    def close_day_from_readings(self, day: date) -> int:
-        """Close ``day`` from its stored readings; returns the number of meters totalled."""
-        text = day.isoformat()
-        with self.transaction():
-            self._db.execute(
-                """INSERT INTO daily_totals (meter_id, day, energy_wh, readings)
-                   SELECT meter_id, day, SUM(energy_wh), COUNT(*) FROM readings
-                   WHERE day = ? GROUP BY meter_id
-                   ON CONFLICT (meter_id, day) DO UPDATE SET
-                     energy_wh = excluded.energy_wh, readings = excluded.readings""",
-                (text,),
-            )
-            self._mark_closed(text)
-            (count,) = self._db.execute(
-                "SELECT COUNT(*) FROM daily_totals WHERE day = ?", (text,)
-            ).fetchone()
-        return int(count)
-
-    def closed_days(self) -> list[date]:
-        """All closed days, oldest first."""
-        rows = self._db.execute("SELECT day FROM closed_days ORDER BY day")
-        return [date.fromisoformat(day) for (day,) in rows]
-
-    def days_with_open_readings(self, before: date) -> list[date]:
-        """Days before ``before`` that have readings but were never closed.
-
-        The distinct days are found by skipping through the ``readings_day`` index, one
-        seek per day, instead of reading every reading of every day.
-        """
-        rows = self._db.execute(
-            """WITH RECURSIVE days (day) AS (
-                 SELECT MIN(day) FROM readings
-                 UNION ALL
-                 SELECT (SELECT MIN(day) FROM readings WHERE day > days.day) FROM days
-                 WHERE days.day < ?
-               )
-               SELECT day FROM days WHERE day IS NOT NULL AND day < ?
-                 AND day NOT IN (SELECT day FROM closed_days) ORDER BY day""",
-            (before.isoformat(), before.isoformat()),
-        )
-        return [date.fromisoformat(day) for (day,) in rows]
-
-    def daily_totals_between(
-        self, meter_ids: Sequence[int] | None, first: date, last: date
-    ) -> list[DailyTotal]:
-        """Daily totals of some meters (None: all) for days ``first``..``last``."""
-        span = (first.isoformat(), last.isoformat())
-        sql = "SELECT meter_id, day, energy_wh, readings FROM daily_totals WHERE "
-        if meter_ids is None:
-            rows = list(self._db.execute(sql + "day BETWEEN ? AND ? ORDER BY day, meter_id", span))
-        else:
-            rows = []
-            for meter_id in meter_ids:
-                rows.extend(self._db.execute(
-                    sql + "meter_id = ? AND day BETWEEN ? AND ? ORDER BY day", (meter_id, *span)
-                ))
-        return [DailyTotal(m, date.fromisoformat(d), wh, n) for m, d, wh, n in rows]
-
-    def region_days_between(self, first: date, last: date) -> list[RegionDay]:
-        """Per-region daily totals for days ``first``..``last``."""
-        rows = self._db.execute(
-            """SELECT region, day, energy_wh, meters, readings FROM region_daily
-               WHERE day BETWEEN ? AND ? ORDER BY day, region""",
-            (first.isoformat(), last.isoformat()),
-        )
-        return [RegionDay(r, date.fromisoformat(d), wh, m, n) for r, d, wh, m, n in rows]
-
-    def import_daily_totals(self, totals: Iterable[DailyTotal]) -> None:
-        """Load historic daily totals and mark their days closed."""
-        days: set[str] = set()
-
-        def rows() -> Iterator[tuple[int, str, int, int]]:
-            for total in totals:
-                text = total.day.isoformat()
-                days.add(text)
-                yield total.meter_id, text, total.energy_wh, total.readings
-
-        with self.transaction():
-            self._db.executemany(
-                "INSERT OR REPLACE INTO daily_totals (meter_id, day, energy_wh, readings)"
-                " VALUES (?, ?, ?, ?)",
-                rows(),
-            )
-            for day in sorted(days):
-                self._mark_closed(day)
-
-    # -- dashboards -------------------------------------------------------------
-    def meter_day_readings(self, day: date) -> list[tuple[int, int, int]]:
-        """Per meter with readings on ``day``: (meter_id, energy_wh, readings), from readings."""
-        # Meter by meter through the primary key (meter_id, day, slot): one seek per meter
-        # then its day's rows in a run, instead of one lookup per row via readings_day.
-        text = day.isoformat()
-        rows = self._db.execute(
-            """SELECT m.meter_id, SUM(r.energy_wh), COUNT(*)
-               FROM meters m CROSS JOIN readings r
-                 ON r.meter_id = m.meter_id AND r.day >= ? AND r.day <= ?
-               GROUP BY m.meter_id""",
-            (text, text),
-        )
-        return [(int(m), int(wh), int(n)) for m, wh, n in rows]
-
-    def meter_totals_between(self, first: date, last: date) -> list[tuple[int, int, int]]:
-        """Per meter: (meter_id, energy_wh, readings) summed over daily totals first..last."""
-        rows = self._db.execute(
-            """SELECT m.meter_id, SUM(t.energy_wh), SUM(t.readings)
-               FROM meters m CROSS JOIN daily_totals t
-                 ON t.meter_id = m.meter_id AND t.day BETWEEN ? AND ?
-               GROUP BY m.meter_id""",
-            (first.isoformat(), last.isoformat()),
-        )
-        return [(int(m), int(wh), int(n)) for m, wh, n in rows]
-
-    def region_meter_counts(self) -> dict[str, int]:
-        """How many meters each region has (UNASSIGNED for meters without a region)."""
-        rows = self._db.execute(
-            f"SELECT COALESCE(region, '{UNASSIGNED}'), COUNT(*) FROM meters GROUP BY 1"
-        )
-        return {str(region): int(count) for region, count in rows}
-
-    def data_version(self) -> int:
-        """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
-        (version,) = self._db.execute("PRAGMA data_version").fetchone()
-        return int(version)
 
     # -- accounts ---------------------------------------------------------------
     def add_resident(self, meter_id: int, password_hash: str) -> bool:
@@ -387,3 +329,15 @@ class SQLiteStorage(Storage):
             "SELECT password_hash FROM managers WHERE username = ?", (username,)
         ).fetchone()
         return str(row[0]) if row else None
+
+
+def _check_energy(energy_wh: int) -> None:
+    if not 0 <= energy_wh < MISSING:
+        raise StorageError(f"reading of {energy_wh} Wh is outside 0..{MISSING - 1}")
+
+
+def _copy_or_empty(found: tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]] | None
+                   ) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]:
+    if found is None:
+        return np.full(SLOTS_PER_DAY, MISSING, np.uint16), np.zeros(SLOTS_PER_DAY, np.uint8)
+    return found[0].copy(), found[1].copy()

@@ -1,0 +1,308 @@
+"""Closed days in SQLite: the close, daily and per-region totals, and their amendments."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from metermatrix.slots import SLOTS_PER_DAY
+from metermatrix.storage.base import UNASSIGNED, DailyTotal, RegionDay
+from metermatrix.storage.packing import MISSING, day_number, day_of_number, row_totals
+
+_SUMS = np.dtype("<i8")
+_COUNTS = np.dtype("<i4")
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class DayTables:
+    """The day methods of SQLiteStorage (a mixin over its connection ``_db``)."""
+
+    _db: sqlite3.Connection
+
+    def transaction(self) -> object:  # pragma: no cover - provided by SQLiteStorage
+        raise NotImplementedError
+
+    def day_matrix(self, day: date) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]]:
+        raise NotImplementedError  # pragma: no cover - provided by SQLiteStorage
+
+    def meter_ids(self) -> npt.NDArray[np.int64]:
+        raise NotImplementedError  # pragma: no cover - provided by SQLiteStorage
+
+    # -- regions of meters ------------------------------------------------------
+    def region_of_meters(self, meter_ids: npt.NDArray[np.int64]) -> list[str]:
+        """The region of each meter (UNASSIGNED without one), in the order given."""
+        if len(meter_ids) > 5_000:  # a whole day: one pass over the meters table
+            rows = self._db.execute(
+                f"SELECT meter_id, COALESCE(region, '{UNASSIGNED}') FROM meters ORDER BY 1")
+            pairs = rows.fetchall()
+            known = np.array([m for m, _ in pairs], dtype=np.int64)
+            names = [r for _, r in pairs]
+            at = np.searchsorted(known, meter_ids)
+            return [names[i] if i < len(known) and known[i] == m else UNASSIGNED
+                    for i, m in zip(at.tolist(), meter_ids.tolist(), strict=True)]
+        found: dict[int, str] = {}
+        ids = [int(m) for m in meter_ids]
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            found.update(self._db.execute(
+                f"SELECT meter_id, COALESCE(region, '{UNASSIGNED}') FROM meters"
+                f" WHERE meter_id IN ({','.join('?' * len(part))})", part))
+        return [found.get(m, UNASSIGNED) for m in ids]
+
+    def _region_slot_sums(self, meter_ids: npt.NDArray[np.int64], values: npt.NDArray[np.uint16]
+                          ) -> dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+        """{region: (energy_wh per slot, readings per slot)} over the rows given."""
+        names = np.array(self.region_of_meters(meter_ids), dtype=object)
+        present = values != MISSING
+        energy = np.where(present, values, 0).astype(np.int64)
+        sums = {}
+        for region in sorted(set(names.tolist())):
+            mask = names == region
+            sums[region] = (energy[mask].sum(axis=0), present[mask].sum(axis=0, dtype=np.int64))
+        return sums
+
+    # -- the close --------------------------------------------------------------
+    def close_day(self, day: date, totals: Iterable[tuple[int, int, int]]) -> None:
+        """Record (meter_id, energy_wh, readings) totals for ``day`` and mark it closed."""
+        number = day_number(day)
+        with self.transaction():  # type: ignore[attr-defined]
+            self._db.executemany(
+                "INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
+                " VALUES (?, ?, ?, ?)",
+                ((number, meter_id, wh, n) for meter_id, wh, n in totals),
+            )
+            self._mark_closed(day)
+
+    def close_day_from_readings(self, day: date) -> int:
+        """Close ``day`` from its stored readings; returns the number of meters totalled."""
+        number = day_number(day)
+        with self.transaction():  # type: ignore[attr-defined]
+            ids, values = self.day_matrix(day)
+            energy, counts = row_totals(values)
+            keep = counts > 0
+            self._db.executemany(
+                "INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
+                " VALUES (?, ?, ?, ?)",
+                zip([number] * int(keep.sum()), ids[keep].tolist(), energy[keep].tolist(),
+                    counts[keep].tolist(), strict=True),
+            )
+            self._mark_closed(day, (ids, values))
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM daily_totals WHERE day = ?", (number,)).fetchone()
+        return int(count)
+
+    def _mark_closed(self, day: date,
+                     matrix: tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]] | None = None
+                     ) -> None:
+        text, number = day.isoformat(), day_number(day)
+        self._db.execute("DELETE FROM region_daily WHERE day = ?", (text,))
+        self._db.execute(
+            f"""INSERT INTO region_daily (region, day, energy_wh, meters, readings)
+                SELECT COALESCE(m.region, '{UNASSIGNED}'), ?, SUM(t.energy_wh), COUNT(*),
+                       SUM(t.readings)
+                FROM daily_totals t LEFT JOIN meters m USING (meter_id)
+                WHERE t.day = ? GROUP BY 1""",
+            (text, number),
+        )
+        ids, values = matrix if matrix is not None else self.day_matrix(day)
+        self._db.execute("DELETE FROM region_slots WHERE day = ?", (text,))
+        self._db.executemany(
+            "INSERT INTO region_slots (region, day, slots_wh, readings) VALUES (?, ?, ?, ?)",
+            ((region, text, sums.astype(_SUMS).tobytes(), counts.astype(_COUNTS).tobytes())
+             for region, (sums, counts) in self._region_slot_sums(ids, values).items()),
+        )
+        self._db.execute("INSERT OR IGNORE INTO closed_days (day, closed_at) VALUES (?, ?)",
+                         (text, _now_text()))
+
+    def _amend_closed_day(self, number: int, meter_ids: list[int],
+                          before: npt.NDArray[np.uint16], after: npt.NDArray[np.uint16]) -> None:
+        """Move a closed day's totals and region figures by the change from before to after."""
+        text = day_of_number(number).isoformat()
+        energy_0, count_0 = row_totals(before)
+        energy_1, count_1 = row_totals(after)
+        self._db.executemany(
+            """INSERT INTO daily_totals (day, meter_id, energy_wh, readings) VALUES (?, ?, ?, ?)
+               ON CONFLICT (day, meter_id) DO UPDATE SET
+                 energy_wh = energy_wh + excluded.energy_wh,
+                 readings = readings + excluded.readings""",
+            zip([number] * len(meter_ids), meter_ids, (energy_1 - energy_0).tolist(),
+                (count_1 - count_0).tolist(), strict=True),
+        )
+        ids = np.array(meter_ids, dtype=np.int64)
+        names = self.region_of_meters(ids)
+        old_sums = self._region_slot_sums(ids, before)
+        new_sums = self._region_slot_sums(ids, after)
+        for region in sorted(set(names)):
+            mask = np.array([name == region for name in names])
+            joined = int(((count_0[mask] == 0) & (count_1[mask] > 0)).sum())
+            delta_wh = int(energy_1[mask].sum() - energy_0[mask].sum())
+            delta_n = int(count_1[mask].sum() - count_0[mask].sum())
+            self._db.execute(
+                """INSERT INTO region_daily (region, day, energy_wh, meters, readings)
+                   VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (region, day) DO UPDATE SET
+                     energy_wh = energy_wh + excluded.energy_wh,
+                     meters = meters + excluded.meters, readings = readings + excluded.readings""",
+                (region, text, delta_wh, joined, delta_n))
+            self._add_region_slots(region, text, new_sums[region][0] - old_sums[region][0],
+                                   new_sums[region][1] - old_sums[region][1])
+
+    def _add_region_slots(self, region: str, text: str, energy: npt.NDArray[np.int64],
+                          counts: npt.NDArray[np.int64]) -> None:
+        row = self._db.execute(
+            "SELECT slots_wh, readings FROM region_slots WHERE region = ? AND day = ?",
+            (region, text)).fetchone()
+        if row is not None:
+            energy = energy + np.frombuffer(row[0], _SUMS)
+            counts = counts + np.frombuffer(row[1], _COUNTS)
+        self._db.execute(
+            "INSERT OR REPLACE INTO region_slots (region, day, slots_wh, readings)"
+            " VALUES (?, ?, ?, ?)",
+            (region, text, energy.astype(_SUMS).tobytes(), counts.astype(_COUNTS).tobytes()))
+
+    # -- days -------------------------------------------------------------------
+    def closed_days(self) -> list[date]:
+        """All closed days, oldest first."""
+        rows = self._db.execute("SELECT day FROM closed_days ORDER BY day")
+        return [date.fromisoformat(day) for (day,) in rows]
+
+    def days_with_readings(self) -> list[date]:
+        """Every day with at least one stored reading, skipping through the (day, meter) key."""
+        rows = self._db.execute(
+            """WITH RECURSIVE days (day) AS (
+                 SELECT MIN(day) FROM day_readings
+                 UNION ALL
+                 SELECT (SELECT MIN(day) FROM day_readings WHERE day > days.day) FROM days
+                 WHERE days.day IS NOT NULL)
+               SELECT day FROM days WHERE day IS NOT NULL""")
+        return [day_of_number(number) for (number,) in rows]
+
+    def days_with_open_readings(self, before: date) -> list[date]:
+        """Days before ``before`` that have readings but were never closed."""
+        closed = set(self.closed_days())
+        return [day for day in self.days_with_readings() if day < before and day not in closed]
+
+    def _totals_rows(self, meter_ids: Sequence[int] | None, first: date, last: date
+                     ) -> Iterator[tuple[int, int, int, int]]:
+        span = (day_number(first), day_number(last))
+        if meter_ids is None:
+            yield from self._db.execute(
+                "SELECT meter_id, day, energy_wh, readings FROM daily_totals"
+                " WHERE day BETWEEN ? AND ? ORDER BY day, meter_id", span)
+            return
+        for meter_id in meter_ids:
+            for number, wh, n in self._days_of_meter(  # type: ignore[attr-defined]
+                    "daily_totals", "t.energy_wh, t.readings", meter_id, first, last):
+                yield meter_id, number, wh, n
+
+    def daily_totals_between(
+        self, meter_ids: Sequence[int] | None, first: date, last: date
+    ) -> list[DailyTotal]:
+        """Daily totals of some meters (None: all) for days ``first``..``last``."""
+        return [DailyTotal(m, day_of_number(d), wh, n)
+                for m, d, wh, n in self._totals_rows(meter_ids, first, last)]
+
+    def region_days_between(self, first: date, last: date) -> list[RegionDay]:
+        """Per-region daily totals for days ``first``..``last``."""
+        rows = self._db.execute(
+            """SELECT region, day, energy_wh, meters, readings FROM region_daily
+               WHERE day BETWEEN ? AND ? ORDER BY day, region""",
+            (first.isoformat(), last.isoformat()),
+        )
+        return [RegionDay(r, date.fromisoformat(d), wh, m, n) for r, d, wh, m, n in rows]
+
+    def region_slot_energy(
+        self, region: str, first: date, last: date
+    ) -> list[tuple[date, int, int, int]]:
+        """Per (day, slot) of a region: (day, slot, energy_wh, readings) over its meters.
+
+        Closed days come from the region_slots table; other days are summed from the
+        region's packed rows.
+        """
+        found: dict[date, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+        for text, sums, counts in self._db.execute(
+                "SELECT day, slots_wh, readings FROM region_slots"
+                " WHERE region = ? AND day BETWEEN ? AND ?",
+                (region, first.isoformat(), last.isoformat())):
+            found[date.fromisoformat(text)] = (np.frombuffer(sums, _SUMS).astype(np.int64),
+                                               np.frombuffer(counts, _COUNTS).astype(np.int64))
+        for day in self.days_with_readings():
+            if first <= day <= last and day not in found:
+                found[day] = self._open_region_slots(region, day)
+        result: list[tuple[date, int, int, int]] = []
+        for day in sorted(found):
+            sums, counts = found[day]
+            result.extend((day, slot, int(sums[slot]), int(counts[slot]))
+                          for slot in range(SLOTS_PER_DAY) if counts[slot])
+        return result
+
+    def _open_region_slots(self, region: str, day: date
+                           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        test = "m.region IS NULL" if region == UNASSIGNED else "m.region = ?"
+        params: tuple[object, ...] = (day_number(day),) + (() if region == UNASSIGNED
+                                                           else (region,))
+        blobs = [blob for (blob,) in self._db.execute(
+            f"""SELECT r.slots_wh FROM day_readings r LEFT JOIN meters m USING (meter_id)
+                WHERE r.day = ? AND {test}""", params)]
+        if not blobs:
+            return np.zeros(SLOTS_PER_DAY, np.int64), np.zeros(SLOTS_PER_DAY, np.int64)
+        values = np.frombuffer(b"".join(blobs), "<u2").reshape(-1, SLOTS_PER_DAY)
+        present = values != MISSING
+        return (np.where(present, values, 0).sum(axis=0, dtype=np.int64),
+                present.sum(axis=0, dtype=np.int64))
+
+    def import_daily_totals(self, totals: Iterable[DailyTotal]) -> None:
+        """Load historic daily totals and mark their days closed."""
+        days: set[date] = set()
+
+        def rows() -> Iterator[tuple[int, int, int, int]]:
+            for total in totals:
+                days.add(total.day)
+                yield day_number(total.day), total.meter_id, total.energy_wh, total.readings
+
+        with self.transaction():  # type: ignore[attr-defined]
+            self._db.executemany(
+                "INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
+                " VALUES (?, ?, ?, ?)",
+                rows(),
+            )
+            for day in sorted(days):
+                self._mark_closed(day)
+
+    # -- dashboards -------------------------------------------------------------
+    def meter_day_readings(self, day: date) -> list[tuple[int, int, int]]:
+        """Per meter with readings on ``day``: (meter_id, energy_wh, readings), from readings."""
+        ids, values = self.day_matrix(day)
+        energy, counts = row_totals(values)
+        keep = counts > 0
+        return list(zip(ids[keep].tolist(), energy[keep].tolist(), counts[keep].tolist(),
+                        strict=True))
+
+    def meter_totals_between(self, first: date, last: date) -> list[tuple[int, int, int]]:
+        """Per meter: (meter_id, energy_wh, readings) summed over daily totals first..last."""
+        rows = self._db.execute(
+            """SELECT t.meter_id, SUM(t.energy_wh), SUM(t.readings)
+               FROM daily_totals t JOIN meters m USING (meter_id)
+               WHERE t.day BETWEEN ? AND ? GROUP BY t.meter_id ORDER BY t.meter_id""",
+            (day_number(first), day_number(last)),
+        )
+        return [(int(m), int(wh), int(n)) for m, wh, n in rows]
+
+    def region_meter_counts(self) -> dict[str, int]:
+        """How many meters each region has (UNASSIGNED for meters without a region)."""
+        rows = self._db.execute(
+            f"SELECT COALESCE(region, '{UNASSIGNED}'), COUNT(*) FROM meters GROUP BY 1"
+        )
+        return {str(region): int(count) for region, count in rows}
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        return int(version)
