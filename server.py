@@ -16,6 +16,7 @@ from pathlib import Path
 import tornado.httpserver
 
 from metermatrix.accounts import DEMO_MANAGER, DEMO_PASSWORD
+from metermatrix.batches import MAX_BATCH_BYTES
 from metermatrix.demo import demo_yesterday, load_demo
 from metermatrix.routines import open_day_for
 from metermatrix.service import MeterService, utc_now
@@ -60,7 +61,8 @@ async def serve(settings: Settings, with_simulator: bool = False) -> None:
     if dashboards is not None:
         dashboards.start()
     app = make_app(service, extra_routes=management_routes() + proxy_routes(dashboards))
-    server = tornado.httpserver.HTTPServer(app, max_body_size=1024 * 1024, xheaders=False)
+    server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BATCH_BYTES + 1024,
+                                           xheaders=False)
     server.listen(settings.port, settings.host)
     url = f"http://{settings.host}:{settings.port}"
     print(f"MeterMatrix listening on {url}/  (data in {settings.data_dir})", flush=True)

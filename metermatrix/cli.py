@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from metermatrix.accounts import hash_password
+from metermatrix.batches import headend_key
 from metermatrix.masterdb import MasterFileError, export_master, import_master
 from metermatrix.signing import load_fleet_key, meter_key
 from metermatrix.storage import open_storage
@@ -42,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--data-dir", type=Path, default=Path("./data"), help=argparse.SUPPRESS)
     sub = command("meter-key", "print a meter's hex signing key (for provisioning the meter)")
     sub.add_argument("meter_id", type=int)
+    sub = command("headend-key", "print a head-end system's hex key for POST /meter/batch")
+    sub.add_argument("name")
     return parser
 
 
@@ -71,6 +74,9 @@ def _run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
     if args.command in ("export", "close-day") and not (data_dir / DB_NAME).exists():
         raise FileNotFoundError(f"no master database in {data_dir} (wrong --data-dir?)")
+    if args.command == "headend-key":
+        print(headend_key(load_fleet_key(data_dir, create=False), args.name).hex())
+        return 0
     if args.command == "meter-key":
         key = meter_key(load_fleet_key(data_dir, create=False), args.meter_id)
         print(key.hex())

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -157,3 +158,70 @@ class Collector:
         self.store.merge(ids, values)
         log.info("closed %s: %d meters, %.3f kWh", day, meters, int(np.sum(energy)) / 1000)
         return day
+
+
+@dataclass
+class BatchResult:
+    """What happened to each line of a head-end batch."""
+
+    counts: dict[str, int]
+    #: (line number, error) of every line not stored.
+    errors: list[tuple[int, str]]
+
+    def as_json(self) -> dict[str, object]:
+        """The /meter/batch response body."""
+        errors = sorted(self.errors)
+        return {**self.counts,
+                "errors": [{"line": line, "error": message} for line, message in errors]}
+
+
+_CONFLICT = "this meter already sent a different reading for this half hour"
+
+
+async def accept_batch(collector: Collector, packets: list[Packet], lines: list[int],
+                       refused: list[tuple[int, str]]) -> BatchResult:
+    """File a batch of validated packets; returns once every stored reading is durable.
+
+    Readings of the open day go through today's store (new, duplicate or conflict
+    decided there, one row per meter written); the rest are decided by the database.
+    """
+    store, day = collector.store, collector.store.day
+    counts = {"stored": 0, "duplicate": 0, "conflict": 0, "refused": len(refused)}
+    errors = list(refused)
+    put: list[tuple[int, int]] = []
+    others: list[tuple[int, Packet]] = []
+    new_meters: set[int] = set()
+    for line, packet in zip(lines, packets, strict=True):
+        if packet.day != day:
+            others.append((line, packet))
+            continue
+        existing = store.get(packet.meter_id, packet.slot)
+        if existing is None:
+            if packet.meter_id not in store:
+                new_meters.add(packet.meter_id)
+            store.put(packet.meter_id, packet.slot, packet.energy_wh)
+            put.append((packet.meter_id, packet.slot))
+            counts["stored"] += 1
+        elif existing == packet.energy_wh:
+            counts["duplicate"] += 1
+        else:
+            counts["conflict"] += 1
+            errors.append((line, f"{_CONFLICT} (stored {existing / 1000} kWh)"))
+    ids = np.unique(np.array([meter for meter, _ in put], dtype=np.int64))
+    waits: list[asyncio.Future[Any]] = []
+    if len(ids):
+        waits.append(collector.writer.add_rows(day, ids, store.rows_of(ids), sorted(new_meters)))
+    readings = [Reading(p.meter_id, p.day, p.slot, p.energy_wh) for _, p in others]
+    waits.append(collector.writer.store_many(readings) if readings else collector.writer.sync())
+    try:
+        results = await asyncio.gather(*waits)
+    except StorageError as error:
+        if store.day == day:
+            for meter_id, slot in put:
+                store.clear(meter_id, slot)
+        raise NotStoredError(str(error)) from error
+    for (line, _), outcome in zip(others, results[-1] or [], strict=True):
+        counts[outcome] += 1
+        if outcome == "conflict":
+            errors.append((line, _CONFLICT))
+    return BatchResult(counts, errors)

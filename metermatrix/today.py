@@ -113,7 +113,8 @@ class TodayStore:
 
     def row_values(self, meter_id: int) -> npt.NDArray[np.uint16]:
         """A copy of one meter's 48 slots [Wh] (``missing`` where empty)."""
-        return self._values[self._rows[meter_id]].copy()
+        row: npt.NDArray[np.uint16] = self._values[self._rows[meter_id]].copy()
+        return row
 
     def rows_of(self, meter_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.uint16]:
         """A copy of the rows of meters already in the store, in the order given."""

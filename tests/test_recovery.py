@@ -100,7 +100,7 @@ def test_rewrite_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> No
     store.put(42, 0, 420)
     write_snapshot(store, path)
     assert orjson.loads(path.read_bytes())["42"] == {"00:31": 0.42}
-    assert os.listdir(tmp_path) == ["snap.json"]
+    assert sorted(os.listdir(tmp_path)) == ["snap.json", "snap.meta.json"]
 
 
 def test_failed_write_leaves_the_previous_snapshot_whole(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from tornado.log import access_log
 
 from metermatrix.service import MeterService
 from metermatrix.web.base import BaseHandler
-from metermatrix.web.meter import MeterHandler, StatusHandler, TodayHandler
+from metermatrix.web.meter import BatchHandler, MeterHandler, StatusHandler, TodayHandler
 from metermatrix.web.residents import resident_routes
 
 HERE = Path(__file__).parent
@@ -57,6 +57,7 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
     routes: list[Any] = [
         (r"/", LandingHandler),
         (r"/meter", MeterHandler),
+        (r"/meter/batch", BatchHandler),
         (r"/api/v1/status", StatusHandler),
         (r"/api/v1/today", TodayHandler),
     ]

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from metermatrix.collector import NotStoredError
+from metermatrix.batches import (
+    HEADEND_HEADER,
+    HEADEND_SIGNATURE_HEADER,
+    parse_batch,
+    verify_headend,
+)
+from metermatrix.collector import NotStoredError, accept_batch
 from metermatrix.packets import PacketError, decode_body, parse_meter_id, parse_packet
 from metermatrix.recovery import iter_snapshot
 from metermatrix.signing import SIGNATURE_HEADER, verify_signature
@@ -65,3 +71,31 @@ class TodayHandler(JSONHandler):
         for piece in iter_snapshot(self.service.collector.store):
             self.write(piece)
             await self.flush()
+
+
+class BatchHandler(JSONHandler):
+    """POST /meter/batch: a head-end system's NDJSON batch of packets, signed as a whole."""
+
+    def check_xsrf_cookie(self) -> None:
+        """Head-end systems sign their batches instead of carrying a session."""
+
+    async def post(self) -> None:
+        service = self.service
+        name = self.request.headers.get(HEADEND_HEADER, "")
+        signature = self.request.headers.get(HEADEND_SIGNATURE_HEADER, "")
+        body = self.request.body
+        if not name or not verify_headend(service.fleet_key, name, body, signature):
+            return self.write_json({"error": f"missing or wrong {HEADEND_HEADER} /"
+                                             f" {HEADEND_SIGNATURE_HEADER}"}, 401)
+        try:
+            batch = parse_batch(body, service.clock(), service.rules)
+        except PacketError as error:
+            return self.write_json({"error": str(error)}, error.status)
+        assert service.collector is not None
+        try:
+            result = await accept_batch(service.collector, batch.packets, batch.lines,
+                                        batch.errors)
+        except NotStoredError as error:
+            self.set_header("Retry-After", "30")
+            return self.write_json({"error": f"batch not stored, send again: {error}"}, 503)
+        self.write_json(result.as_json(), 200)
