@@ -42,7 +42,15 @@ def parse_args(argv: list[str] | None = None) -> SimulatorConfig:
                              "(default: <data-dir>/simulator-ledger.jsonl)")
     parser.add_argument("--concurrency", type=int, default=16,
                         help="requests in flight at once (default 16)")
+    parser.add_argument("--bulk", action="store_true",
+                        help="replay through POST /meter/batch as a head-end system")
+    parser.add_argument("--batch-size", type=int, default=100_000,
+                        help="with --bulk: lines per batch (default 100000, at most 500000)")
     args = parser.parse_args(argv)
+    if args.bulk and args.date is None:
+        parser.error("--bulk replays whole days: give --date")
+    if not 1 <= args.batch_size <= 500_000:
+        parser.error("--batch-size must be between 1 and 500000")
     if args.days < 1 or args.concurrency < 1 or (args.meters is not None and args.meters < 1):
         parser.error("--days, --concurrency and --meters must be at least 1")
     if args.backfill and args.date is not None:
@@ -56,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> SimulatorConfig:
         meter_ids=[meter.meter_id for meter in meters],
         ledger_path=args.ledger or args.data_dir / "simulator-ledger.jsonl",
         concurrency=args.concurrency, start_day=args.date, days=args.days,
-        backfill=args.backfill,
+        backfill=args.backfill, bulk=args.bulk, batch_size=args.batch_size,
     )
 
 

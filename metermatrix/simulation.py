@@ -55,6 +55,9 @@ class SimulatorConfig:
     start_day: date | None = None
     days: int = 1
     backfill: bool = False
+    #: Replay through POST /meter/batch as a head-end system, this many lines a batch.
+    bulk: bool = False
+    batch_size: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -402,8 +405,15 @@ async def _run(config: SimulatorConfig, status: ServerStatus, client: MeterClien
         _warn_if_too_old(slots, status, now)
         with tqdm(total=len(slots) * len(config.meter_ids), unit="packet",
                   file=sys.stderr, disable=None) as progress:
-            await pump(slot_deliveries(slots, status.tz, energy), client, tally, ledger,
-                       config.concurrency, progress)
+            if config.bulk:
+                from metermatrix.batches import headend_key
+                from metermatrix.headend import HEADEND_NAME, replay_bulk
+                key = headend_key(load_fleet_key(config.data_dir, create=False), HEADEND_NAME)
+                await replay_bulk(days, slots, status, energy, client, key, tally, ledger,
+                                  config.batch_size, progress)
+            else:
+                await pump(slot_deliveries(slots, status.tz, energy), client, tally, ledger,
+                           config.concurrency, progress)
         return
     if config.backfill:
         await pump(slot_deliveries(backfill_slots(now, status.tz), status.tz, energy),

@@ -283,3 +283,24 @@ def test_busy_answers_are_retried_and_only_acknowledgements_ledgered(
     assert len(lines) == len(seen) == 48
     assert {line["slot"] for line in lines} == set(SLOT_LABELS)
     assert all(line["day"] == yesterday().isoformat() for line in lines)
+
+
+def test_bulk_replay_through_the_batch_route_ledgers_and_stores_the_same_day(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    day, ledger = yesterday(), tmp_path / "ledger.jsonl"
+    result = run_simulator(server.url, server.data_dir, ledger, "--meters", str(METERS),
+                           "--date", day.isoformat(), "--bulk", "--batch-size", "50")
+    assert result.returncode == 0, result.stderr
+    lines = read_ledger(ledger)
+    assert len(lines) == METERS * 48
+    assert ledgered_readings(lines) == model_readings(day) == stored_readings(server.data_dir)
+    assert f"sent {METERS * 48}, stored {METERS * 48}, duplicate 0, refused 0" in result.stderr
+    again = run_simulator(server.url, server.data_dir, tmp_path / "again.jsonl", "--meters",
+                          str(METERS), "--date", day.isoformat(), "--bulk")
+    assert f"duplicate {METERS * 48}" in again.stderr, again.stderr
+
+
+def test_bulk_needs_a_day_to_replay(tmp_path: Path) -> None:
+    result = run_simulator("http://127.0.0.1:1", tmp_path, tmp_path / "l.jsonl", "--bulk")
+    assert result.returncode == 2 and "--date" in result.stderr
