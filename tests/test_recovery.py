@@ -10,7 +10,14 @@ import numpy as np
 import orjson
 import pytest
 
-from metermatrix.recovery import id_prefixes, load_snapshot, snapshot_path, write_snapshot
+from metermatrix.recovery import (
+    id_prefixes,
+    load_snapshot,
+    read_meta,
+    snapshot_path,
+    write_snapshot,
+)
+from metermatrix.slots import slot_of_label
 from metermatrix.today import TodayStore
 
 DAY = date(2025, 2, 8)
@@ -146,3 +153,41 @@ def test_meter_ids_are_written_right_aligned_in_fixed_width() -> None:
     ids = [1, 9, 10, 99, 12345, 100000000, 999999999]
     text = id_prefixes(np.array(ids, dtype=np.int64))
     assert [bytes(row) for row in text] == [b',%11s:{' % (b'"%d"' % i) for i in ids]
+
+
+def big_store(meters: int = 3000) -> TodayStore:
+    store = TodayStore(DAY, max_reading_wh=65_534)
+    rng = np.random.default_rng(11)
+    for meter_id in rng.choice(999_999_999, size=meters, replace=False).tolist():
+        for slot in rng.choice(48, size=int(rng.integers(1, 49)), replace=False).tolist():
+            store.put(int(meter_id) + 1, slot, int(rng.integers(0, 65_535)))
+    return store
+
+
+@pytest.mark.parametrize("block_bytes", [1, 97, 4096, 1 << 20])
+def test_streamed_load_reads_what_a_whole_file_parse_reads(tmp_path: Path,
+                                                           block_bytes: int) -> None:
+    store = big_store(300 if block_bytes == 1 else 3000)
+    path = tmp_path / "snap.json"
+    write_snapshot(store, path)
+    whole = orjson.loads(path.read_bytes())
+    expected = sorted((int(m), slot, round(kwh * 1000)) for m, slots in whole.items()
+                      for label, kwh in slots.items() for slot in [slot_of_label(label)])
+    assert sorted(load_snapshot(path, block_bytes=block_bytes)) == expected
+    assert len(expected) == store.reading_count()
+
+
+@pytest.mark.parametrize("text", [b"", b"[1, 2]", b'{"1": {"00:31": 0.1}', b'{"1": 5}',
+                                  b'{"1": {"25:00": 0.1}}', b'{"1": {"00:31": 0.1}}}'])
+def test_a_damaged_recovery_file_raises_value_error(tmp_path: Path, text: bytes) -> None:
+    path = tmp_path / "snap.json"
+    path.write_bytes(text)
+    with pytest.raises((ValueError, KeyError)):
+        list(load_snapshot(path, block_bytes=4))
+
+
+def test_snapshot_writes_a_meta_file_saying_what_it_holds(tmp_path: Path) -> None:
+    store = filled_store()
+    path = tmp_path / "recovery-2025-02-08.json"
+    write_snapshot(store, path, "db-1")
+    assert read_meta(path) == {"day": "2025-02-08", "readings": 7, "database_id": "db-1"}

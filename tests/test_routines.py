@@ -365,3 +365,63 @@ def test_fleet_key_is_private_and_the_environment_wins(settings: Settings,
         assert service.fleet_key == b"\xab" * 32
     finally:
         service.storage.close()
+
+
+def test_recovery_json_taken_from_this_database_is_skipped_on_start(settings: Settings) -> None:
+    clock = Clock(at(D1, 10, 0))
+
+    async def first(service: MeterService) -> None:
+        for slot in range(6):
+            await send(service, 999999999, D1, slot, 0.5)
+
+    run_service(settings, clock, first)  # a clean stop writes the file and its meta
+    path = snapshot_path(settings.recovery_dir, D1)
+    # A reading only in the file: skipped, because the meta says the database holds all
+    # the readings the file held (it always should: every reading is committed first).
+    data = orjson.loads(path.read_bytes())
+    data["42"] = {"00:31": 0.5}
+    path.write_bytes(orjson.dumps(data))
+
+    async def second(service: MeterService) -> int | None:
+        assert service.collector is not None
+        return service.collector.store.get(42, 0)
+
+    assert run_service(settings, clock, second) is None
+    path.write_bytes(orjson.dumps(data))  # that stop wrote the file again: put it back
+    (settings.recovery_dir / "recovery-2025-02-08.meta.json").unlink()
+    assert run_service(settings, clock, second) == 500  # without the meta it is read
+
+
+def test_a_damaged_recovery_json_is_moved_aside_and_the_start_goes_on(
+        settings: Settings) -> None:
+    settings.recovery_dir.mkdir(parents=True)
+    path = snapshot_path(settings.recovery_dir, D1)
+    path.write_bytes(b'{"42": {"00:31": 0.5}, "43": {"00:3')
+
+    async def body(service: MeterService) -> int:
+        assert service.collector is not None
+        return service.collector.store.reading_count()
+
+    assert run_service(settings, Clock(at(D1, 10, 0)), body) >= 0
+    assert path.with_name(path.name + ".bad").exists()
+    assert isinstance(orjson.loads(path.read_bytes()), dict)  # the stop wrote a good one
+
+
+def test_vectorised_restore_equals_restoring_reading_by_reading(settings: Settings) -> None:
+    storage = open_storage(settings.data_dir)
+    readings = [Reading(meter_id, D1, slot, (meter_id * 7 + slot) % 5000)
+                for meter_id in range(1, 400) for slot in range(meter_id % 48)]
+    with storage.transaction():
+        storage.add_meters(range(1, 400))
+        storage.add_readings(readings)
+    one_by_one = TodayStore(D1, settings.max_reading_wh)
+    for reading in storage.readings_of_day(D1):
+        one_by_one.put(reading.meter_id, reading.slot, reading.energy_wh)
+    storage.close()
+
+    async def body(service: MeterService) -> dict[str, dict[str, float]]:
+        assert service.collector is not None
+        assert service.collector.store.reading_count() == len(readings)
+        return service.collector.store.to_nested()
+
+    assert run_service(settings, Clock(at(D1, 10, 0)), body) == one_by_one.to_nested()
