@@ -10,7 +10,9 @@ from typing import Any
 import tornado.web
 from tornado.log import access_log
 
+from metermatrix.activation import load_activation_key
 from metermatrix.service import MeterService
+from metermatrix.throttle import LoginThrottle
 from metermatrix.web.base import BaseHandler
 from metermatrix.web.meter import MeterHandler, StatusHandler, TodayHandler
 from metermatrix.web.residents import resident_routes
@@ -68,6 +70,8 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
         template_path=str(HERE / "templates"),
         static_path=str(HERE / "static"),
         cookie_secret=cookie_secret(service.settings.data_dir),
+        activation_key=load_activation_key(service.settings.data_dir),
+        throttle=LoginThrottle(),
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},
         login_url="/profile",
