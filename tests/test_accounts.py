@@ -219,3 +219,73 @@ def test_the_throttle_state_is_in_the_master_database(tmp_path: Path,
     with sqlite3.connect(server.data_dir / "metermatrix.sqlite3") as db:
         rows = dict(db.execute("SELECT key, attempts FROM login_attempts").fetchall())
     assert rows == {f"resident:{AASHIMA}": 1, "address:127.0.0.1": 1}
+
+
+# -- proof of ownership ---------------------------------------------------------------
+def cli(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "metermatrix", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def utility(tmp_path: Path, make_server: type[ServerProcess]) -> ServerProcess:
+    """A server whose master database knows Aashima's meter and FIN, with no accounts."""
+    import orjson
+
+    from metermatrix.demo import DEMO_FILE
+
+    entry = orjson.loads(DEMO_FILE.read_bytes())[AASHIMA]
+    (tmp_path / "one.json").write_bytes(orjson.dumps({AASHIMA: entry}))
+    assert cli("import", tmp_path / "one.json", "--data-dir", tmp_path / "data").returncode == 0
+    return make_server(tmp_path / "data")
+
+
+def sign_up(server: ServerProcess, code: str, fin: str = "A3389127I",
+            meter: str = AASHIMA) -> object:
+    form = {"name": "Aashima", "fin_no": fin, "meter_id": meter, "activation_code": code,
+            "region": "West", "password": "a long enough password",
+            "password_confirm": "a long enough password"}
+    return Client(server).post("/register", form)
+
+
+def test_registration_needs_the_activation_code_and_the_fin_on_record(
+        utility: ServerProcess) -> None:
+    printed = cli("activation-code", AASHIMA, "--data-dir", utility.data_dir)
+    assert printed.returncode == 0, printed.stderr
+    code = printed.stdout.strip()
+    assert len(code) == 11 and code[5] == "-"
+    other_code = cli("activation-code", "555555555", "--data-dir", utility.data_dir)
+    mismatch = "do not match the utility&#x27;s records"
+    for answer in (sign_up(utility, other_code.stdout.strip()),  # another meter's code
+                   sign_up(utility, code, fin="G1234567X")):  # a FIN not on record
+        assert answer.status == 400 and mismatch in answer.text  # type: ignore[attr-defined]
+        assert "already has an account" not in answer.text  # type: ignore[attr-defined]
+    assert Client(utility).login(AASHIMA, "a long enough password").status == 401
+    answer = sign_up(utility, code.lower().replace("-", " "))
+    assert answer.status == 303  # type: ignore[attr-defined]
+    taken = sign_up(utility, code)
+    assert "already has an account" in taken.text  # type: ignore[attr-defined]
+
+
+def test_wrong_activation_codes_count_against_the_throttle(utility: ServerProcess) -> None:
+    code = cli("activation-code", AASHIMA, "--data-dir", utility.data_dir).stdout.strip()
+    for _ in range(ACCOUNT_RULE.free):
+        assert sign_up(utility, "ABCDE-FGHJK").status == 400  # type: ignore[attr-defined]
+    refused = sign_up(utility, code)
+    assert refused.status == 429  # type: ignore[attr-defined]
+    assert "Too many failed attempts" in refused.text  # type: ignore[attr-defined]
+
+
+def test_every_meters_code_is_written_as_csv_for_the_bills(utility: ServerProcess,
+                                                          tmp_path: Path) -> None:
+    import csv
+
+    out = tmp_path / "codes.csv"
+    done = cli("activation-code", "--all", "--out", out, "--data-dir", utility.data_dir)
+    assert done.returncode == 0 and "wrote 1 activation codes" in done.stdout
+    rows = list(csv.DictReader(out.open()))
+    single = cli("activation-code", AASHIMA, "--data-dir", utility.data_dir).stdout.strip()
+    assert rows == [{"meter_id": AASHIMA, "name": "Aashima", "region": rows[0]["region"],
+                     "activation_code": single}]
+    assert (utility.data_dir / "activation.key").stat().st_mode & 0o777 == 0o600
+    assert cli("activation-code", "1", "--data-dir", tmp_path / "nowhere").returncode == 1
