@@ -289,3 +289,45 @@ def test_every_meters_code_is_written_as_csv_for_the_bills(utility: ServerProces
                      "activation_code": single}]
     assert (utility.data_dir / "activation.key").stat().st_mode & 0o777 == 0o600
     assert cli("activation-code", "1", "--data-dir", tmp_path / "nowhere").returncode == 1
+
+
+# -- password change and reset ----------------------------------------------------------
+def test_changing_the_password_ends_every_other_session(
+        make_server: type[ServerProcess]) -> None:
+    server = make_server(demo=True)
+    phone, laptop = resident(server, CARLOS), resident(server, CARLOS)
+    page = f"/profile/{CARLOS}/password"
+    assert 'name="old_password"' in laptop.get(page).text
+    new = {"password": "a brand new password", "password_confirm": "a brand new password"}
+    wrong = laptop.post(page, {"old_password": "not it", **new})
+    assert wrong.status == 400 and "not your current password" in wrong.text
+    assert laptop.post(page, {"old_password": DEMO_PASSWORD, **new}).status == 303
+    assert "has been changed" in laptop.get(page + "?changed=1").text
+    assert laptop.get(f"/profile/{CARLOS}").status == 200
+    assert phone.get(f"/profile/{CARLOS}").status == 302
+    assert Client(server).login(CARLOS, DEMO_PASSWORD).status == 401
+    assert Client(server).login(CARLOS, "a brand new password").status == 303
+    assert phone.post(f"/profile/{AASHIMA}/password",
+                      {"old_password": DEMO_PASSWORD, **new}).status == 403
+    assert Client(server).login(AASHIMA, DEMO_PASSWORD).status == 303
+
+
+def test_a_reset_needs_the_activation_code_and_the_fin_and_ends_every_session(
+        make_server: type[ServerProcess]) -> None:
+    from metermatrix.activation import activation_code, load_activation_key
+
+    server = make_server(demo=True)
+    phone = resident(server)
+    code = activation_code(load_activation_key(server.data_dir), int(AASHIMA))
+    form = {"meter_id": AASHIMA, "activation_code": code, "fin_no": "A3389127I",
+            "password": "a brand new password", "password_confirm": "a brand new password"}
+    for wrong in ({"fin_no": "A1234567I"}, {"activation_code": "ABCDE-FGHJK"},
+                  {"meter_id": "123456789"}):
+        answer = Client(server).post("/reset", {**form, **wrong})
+        assert answer.status == 400 and "do not match the utility" in answer.text
+    assert phone.get(f"/profile/{AASHIMA}").status == 200
+    resetter = Client(server)
+    assert resetter.post("/reset", form).headers["Location"] == f"/profile/{AASHIMA}"
+    assert resetter.get(f"/profile/{AASHIMA}").status == 200
+    assert phone.get(f"/profile/{AASHIMA}").status == 302
+    assert Client(server).login(AASHIMA, "a brand new password").status == 303

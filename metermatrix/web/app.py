@@ -15,6 +15,7 @@ from metermatrix.service import MeterService
 from metermatrix.throttle import LoginThrottle
 from metermatrix.web.base import BaseHandler
 from metermatrix.web.meter import MeterHandler, StatusHandler, TodayHandler
+from metermatrix.web.passwords import password_routes
 from metermatrix.web.residents import resident_routes
 
 HERE = Path(__file__).parent
@@ -63,6 +64,7 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
         (r"/api/v1/today", TodayHandler),
     ]
     routes.extend(resident_routes())
+    routes.extend(password_routes())
     routes.extend(extra_routes or [])
     return tornado.web.Application(
         routes,
