@@ -1,4 +1,5 @@
-"""The ``metermatrix`` operator command: import, export, close-day, admin, meter-key."""
+"""The ``metermatrix`` operator command: import, export, close-day, admin, meter-key,
+activation-code, sessions."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from datetime import date
 from pathlib import Path
 
 from metermatrix.accounts import hash_password
+from metermatrix.activation import activation_code, load_activation_key, write_codes_csv
 from metermatrix.batches import headend_key
 from metermatrix.masterdb import MasterFileError, export_master, import_master
+from metermatrix.sessions import resident_user, revoke_sessions
 from metermatrix.signing import load_fleet_key, meter_key
-from metermatrix.storage import open_storage
+from metermatrix.storage import Storage, open_storage
 
 DB_NAME = "metermatrix.sqlite3"
 
@@ -45,7 +48,28 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("meter_id", type=int)
     sub = command("headend-key", "print a head-end system's hex key for POST /meter/batch")
     sub.add_argument("name")
+    sub = command("activation-code", "print a meter's activation code (printed on its bill)")
+    which = sub.add_mutually_exclusive_group(required=True)
+    which.add_argument("meter_id", type=int, nargs="?")
+    which.add_argument("--all", action="store_true", help="every meter, as CSV")
+    sub.add_argument("--out", type=Path, help="CSV file to write with --all (default: stdout)")
+    sub = command("sessions", "login sessions")
+    sessions = sub.add_subparsers(dest="action", required=True)
+    revoke = sessions.add_parser("revoke", help="end every session of one user now")
+    revoke.add_argument("--user", required=True, type=session_user,
+                        help="a resident's meter ID, or manager:USERNAME")
+    revoke.add_argument("--data-dir", type=Path, default=Path("./data"), help=argparse.SUPPRESS)
     return parser
+
+
+def session_user(text: str) -> str:
+    """A session user from the command line: a meter ID, resident:ID or manager:NAME."""
+    if text.startswith("manager:") and len(text) > len("manager:"):
+        return text
+    digits = text.removeprefix("resident:").replace("-", "").replace(" ", "")
+    if digits.isascii() and digits.isdigit() and 0 < int(digits) <= 999_999_999:
+        return resident_user(int(digits))
+    raise argparse.ArgumentTypeError(f"{text!r} is neither a meter ID nor manager:USERNAME")
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -72,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
-    if args.command in ("export", "close-day") and not (data_dir / DB_NAME).exists():
+    needs_db = ("export", "close-day", "activation-code", "sessions")
+    if args.command in needs_db and not (data_dir / DB_NAME).exists():
         raise FileNotFoundError(f"no master database in {data_dir} (wrong --data-dir?)")
     if args.command == "headend-key":
         print(headend_key(load_fleet_key(data_dir, create=False), args.name).hex())
@@ -104,9 +129,30 @@ def _run(args: argparse.Namespace) -> int:
             with storage.transaction():
                 storage.set_manager(args.username, hash_password(password))
             print(f"management login {args.username!r} saved")
+        elif args.command == "activation-code":
+            _print_codes(storage, args)
+        elif args.command == "sessions":
+            ended = revoke_sessions(storage, args.user)
+            print(f"revoked {ended} sessions of {args.user}")
     finally:
         storage.close()
     return 0
+
+
+def _print_codes(storage: Storage, args: argparse.Namespace) -> None:
+    key = load_activation_key(args.data_dir)
+    if not args.all:
+        if not 0 < args.meter_id <= 999_999_999:
+            raise SystemExit("a meter ID has at most 9 digits and is above 0")
+        print(activation_code(key, args.meter_id))
+        return
+    meters = storage.list_meters()
+    if args.out is None:
+        write_codes_csv(key, meters, sys.stdout)
+        return
+    with open(args.out, "w", newline="", encoding="utf-8") as out:
+        count = write_codes_csv(key, meters, out)
+    print(f"wrote {count} activation codes to {args.out}")
 
 
 def run() -> None:

@@ -21,9 +21,11 @@ import orjson
 import pytest
 
 from metermatrix.accounts import DEMO_PASSWORD
+from metermatrix.activation import activation_code, load_activation_key
 from metermatrix.periods import RESIDENT_PERIODS, last_due_boundary
 from metermatrix.slots import SLOT_LABELS
-from metermatrix.web.residentpage import LoginThrottle
+from metermatrix.storage import open_storage
+from metermatrix.throttle import ACCOUNT_RULE, LoginThrottle, ThrottleRule
 from tests.conftest import ServerProcess
 
 PASSWORD = "correct horse battery"
@@ -84,15 +86,23 @@ class Client:
         return self.post("/profile", {"meter_id": meter, "password": password})
 
 
-def registration(meter: str, **changes: str) -> dict[str, str]:
+def code_of(server: ServerProcess, meter: str) -> str:
+    """The meter's activation code, as the utility prints it on the bill."""
+    return activation_code(load_activation_key(server.data_dir),
+                           int(meter.replace("-", "")))
+
+
+def registration(server: ServerProcess, meter: str, **changes: str) -> dict[str, str]:
     form = {"name": "Wei Ling Tan", "fin_no": FIN, "meter_id": meter, "region": "East",
             "password": PASSWORD, "password_confirm": PASSWORD}
+    if meter.replace("-", "").isdigit():
+        form["activation_code"] = code_of(server, meter)
     return {**form, **changes}
 
 
 def register(server: ServerProcess, meter: str, **changes: str) -> Client:
     client = Client(server)
-    answer = client.post("/register", registration(meter, **changes))
+    answer = client.post("/register", registration(server, meter, **changes))
     assert answer.status == 303, answer.text
     return client
 
@@ -139,7 +149,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def test_register_form_has_every_field_and_an_xsrf_token(shared: ServerProcess) -> None:
     page = Client(shared).get("/register")
     assert page.status == 200
-    for name in ("name", "fin_no", "meter_id", "password", "password_confirm", "_xsrf"):
+    for name in ("name", "fin_no", "meter_id", "activation_code", "password",
+                 "password_confirm", "_xsrf"):
         assert f'name="{name}"' in page.text
     for region in ("Central", "East", "North", "North-East", "West"):
         assert f'<option value="{region}"' in page.text
@@ -148,7 +159,7 @@ def test_register_form_has_every_field_and_an_xsrf_token(shared: ServerProcess) 
 def test_registering_with_a_dashed_meter_id_logs_in_and_lands_on_the_profile(
         shared: ServerProcess) -> None:
     client = Client(shared)
-    answer = client.post("/register", registration("101-000-001"))
+    answer = client.post("/register", registration(shared, "101-000-001"))
     assert answer.status == 303 and answer.headers["Location"] == "/profile/101000001"
     profile = client.get("/profile/101000001")
     assert profile.status == 200
@@ -158,7 +169,7 @@ def test_registering_with_a_dashed_meter_id_logs_in_and_lands_on_the_profile(
 
 def test_invalid_fields_come_back_with_messages_and_the_values_kept(
         shared: ServerProcess) -> None:
-    form = registration("101000002", fin_no="12345", region="Atlantis",
+    form = registration(shared, "101000002", fin_no="12345", region="Atlantis",
                         password_confirm="something else")
     answer = Client(shared).post("/register", form)
     assert answer.status == 400
@@ -179,7 +190,9 @@ def test_invalid_fields_come_back_with_messages_and_the_values_kept(
 ])
 def test_each_invalid_field_is_refused(shared: ServerProcess, field: str, value: str,
                                        message: str) -> None:
-    form = registration("101000003", **{field: value})
+    form = registration(shared, "101000003", **{field: value})
+    if field == "meter_id":
+        form["activation_code"] = code_of(shared, "101000003")
     if field == "password":
         form["password_confirm"] = value
     answer = Client(shared).post("/register", form)
@@ -188,7 +201,8 @@ def test_each_invalid_field_is_refused(shared: ServerProcess, field: str, value:
 
 def test_one_account_per_meter(shared: ServerProcess) -> None:
     register(shared, "101000004")
-    again = Client(shared).post("/register", registration("101-000-004", name="Someone Else"))
+    again = Client(shared).post("/register",
+                                registration(shared, "101-000-004", name="Someone Else"))
     assert again.status == 400 and "This meter already has an account" in again.text
     assert Client(shared).login("101000004").status == 303
 
@@ -206,7 +220,7 @@ def test_registering_a_meter_known_from_its_packets_saves_its_owner(
 
 def test_a_form_without_the_xsrf_token_is_refused(shared: ServerProcess) -> None:
     client = Client(shared)
-    assert client.post("/register", registration("101000006"), xsrf=False).status == 403
+    assert client.post("/register", registration(shared, "101000006"), xsrf=False).status == 403
     assert client.post("/profile", {"meter_id": "101000006", "password": PASSWORD},
                        xsrf=False).status == 403
 
@@ -218,7 +232,7 @@ def test_login_accepts_dashes_and_sets_a_safe_session_cookie(shared: ServerProce
     answer = client.login("101-000-007")
     assert answer.status == 303 and answer.headers["Location"] == "/profile/101000007"
     cookie = next(v for k, v in answer.headers.items()
-                  if k.lower() == "set-cookie" and v.startswith("user="))
+                  if k.lower() == "set-cookie" and v.startswith("session="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
@@ -234,35 +248,43 @@ def test_wrong_password_and_unknown_meter_get_the_same_answer(
     assert 'value="101000008"' in wrong.text
 
 
-def test_repeated_failures_from_one_address_are_slowed_down(
+def test_repeated_failures_at_one_account_are_slowed_down(
         make_server: type[ServerProcess]) -> None:
     server = make_server()
     register(server, "101000010")
     client = Client(server)
-    for _ in range(LoginThrottle().free):
+    for _ in range(ACCOUNT_RULE.free):
         assert client.login("101000010", "guess").status == 401
     refused = client.login("101000010")  # even the right password must wait now
     assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
     assert "Too many failed attempts" in refused.text
 
 
-def test_login_throttle_waits_longer_after_each_failure_and_forgets_on_success() -> None:
-    now = [1000.0]
-    throttle = LoginThrottle(free=3, base_s=2, max_s=10, window_s=60, clock=lambda: now[0])
-    for _ in range(3):
-        assert throttle.retry_after("10.0.0.1") == 0
-        throttle.failed("10.0.0.1")
-    assert throttle.retry_after("10.0.0.1") == 2 and throttle.retry_after("10.0.0.2") == 0
-    throttle.failed("10.0.0.1")
-    assert throttle.retry_after("10.0.0.1") == 4
-    for _ in range(5):
-        throttle.failed("10.0.0.1")
-    assert throttle.retry_after("10.0.0.1") == 10  # capped
-    now[0] += 61
-    assert throttle.retry_after("10.0.0.1") == 0  # a quiet window starts afresh
-    throttle.failed("10.0.0.1")
-    throttle.succeeded("10.0.0.1")
-    assert throttle.retry_after("10.0.0.1") == 0
+def test_throttle_rule_waits_longer_after_each_attempt_and_forgets_a_quiet_key() -> None:
+    rule = ThrottleRule(free=3, base_s=2, max_s=10, window_s=60)
+    assert [rule.wait_s(attempts, 1000, 1000) for attempts in range(3)] == [0, 0, 0]
+    assert rule.wait_s(3, 1000, 1000) == 2 and rule.wait_s(3, 1000, 1001.5) == 0.5
+    assert rule.wait_s(4, 1000, 1000) == 4
+    assert rule.wait_s(9, 1000, 1000) == 10  # capped
+    assert rule.wait_s(9, 1000, 1061) == 0  # a quiet window starts afresh
+
+
+def test_throttle_counts_before_the_check_and_a_success_clears_only_its_account(
+        tmp_path: Path) -> None:
+    storage = open_storage(tmp_path)
+    rule = ThrottleRule(free=2, base_s=30, max_s=60, window_s=600)
+    throttle = LoginThrottle(account=rule, address=ThrottleRule(3, 30, 60, 600))
+    assert throttle.reserve(storage, "resident:1", "10.0.0.1", 1000) == 0
+    assert throttle.reserve(storage, "resident:1", "10.0.0.1", 1000) == 0
+    assert throttle.reserve(storage, "resident:1", "10.0.0.1", 1001) == 29  # nothing counted
+    assert throttle.reserve(storage, "resident:2", "10.0.0.1", 1001) == 0
+    throttle.succeeded(storage, "resident:2", "10.0.0.1")
+    assert storage.login_attempts("resident:2") is None
+    assert storage.login_attempts("address:10.0.0.1") == (2, 1001)
+    assert throttle.reserve(storage, "resident:1", "10.0.0.1", 1020) == 10  # still waiting
+    assert throttle.reserve(storage, None, "10.0.0.2", 1020) == 0  # another address
+    assert throttle.reserve(storage, "resident:1", "10.0.0.1", 1031) == 0  # waited
+    storage.close()
 
 
 def test_login_returns_to_the_page_asked_for(shared: ServerProcess) -> None:

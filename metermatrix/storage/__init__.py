@@ -11,6 +11,7 @@ from metermatrix.storage.base import (
     Outcome,
     Reading,
     RegionDay,
+    SessionRecord,
     Storage,
     StorageError,
 )
@@ -18,7 +19,7 @@ from metermatrix.storage.sqlite import SQLiteStorage
 
 __all__ = [
     "UNASSIGNED", "DailyTotal", "MeterRecord", "Outcome", "Reading", "RegionDay",
-    "SQLiteStorage", "Storage", "StorageError", "open_storage",
+    "SQLiteStorage", "SessionRecord", "Storage", "StorageError", "open_storage",
 ]
 
 

@@ -6,7 +6,7 @@ import abc
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 import numpy as np
@@ -200,3 +200,56 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def manager_password_hash(self, username: str) -> str | None:
         """The stored hash of a manager's password, or None."""
+
+    # -- sessions and login throttle --------------------------------------------------
+    @abc.abstractmethod
+    def set_resident_password(self, meter_id: int, password_hash: str) -> bool:
+        """Replace a resident's password hash; False if the meter has no account."""
+
+    @abc.abstractmethod
+    def add_session(self, session: SessionRecord) -> None:
+        """Store a new login session."""
+
+    @abc.abstractmethod
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        """One session by id (expired or not), or None."""
+
+    @abc.abstractmethod
+    def touch_session(self, session_id: str, last_seen_at: datetime, expires_at: datetime
+                      ) -> None:
+        """Record that a session was used and move its expiry."""
+
+    @abc.abstractmethod
+    def delete_session(self, session_id: str) -> None:
+        """End one session."""
+
+    @abc.abstractmethod
+    def delete_user_sessions(self, user: str, keep: str | None = None) -> int:
+        """End every session of ``user`` except ``keep``; returns how many ended."""
+
+    @abc.abstractmethod
+    def delete_expired_sessions(self, now: datetime) -> int:
+        """Forget sessions that expired before ``now``; returns how many."""
+
+    @abc.abstractmethod
+    def login_attempts(self, key: str) -> tuple[int, float] | None:
+        """(attempts, last attempt [Unix s]) counted against ``key``, or None."""
+
+    @abc.abstractmethod
+    def set_login_attempts(self, key: str, attempts: int, last_attempt_s: float) -> None:
+        """Store the attempts counted against ``key`` (0 attempts forgets the key)."""
+
+    @abc.abstractmethod
+    def delete_login_attempts_before(self, last_attempt_s: float) -> int:
+        """Forget keys whose last attempt is older than ``last_attempt_s``; returns how many."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A login session: ``session_id`` is the SHA-256 hex of the cookie's token."""
+
+    session_id: str
+    user: str
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime

@@ -75,3 +75,23 @@ CREATE TABLE IF NOT EXISTS managers (
     password_hash TEXT NOT NULL,
     created_at    TEXT NOT NULL
 );
+
+-- Login sessions: the SHA-256 of each cookie's token, never the token itself. Times are
+-- ISO 8601 UTC; a session ends at expires_at, on logout, or when it is revoked.
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id   TEXT PRIMARY KEY,
+    user         TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    expires_at   TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions (expires_at);
+
+-- Login throttle: attempts per key ('address:...', 'resident:...', 'manager:...') counted
+-- before each password check; last_attempt_s is Unix time [s].
+CREATE TABLE IF NOT EXISTS login_attempts (
+    key            TEXT PRIMARY KEY,
+    attempts       INTEGER NOT NULL,
+    last_attempt_s REAL    NOT NULL
+) WITHOUT ROWID;

@@ -24,6 +24,7 @@ from metermatrix.storage.base import (
     MeterRecord,
     Outcome,
     Reading,
+    SessionRecord,
     Storage,
     StorageError,
 )
@@ -330,6 +331,86 @@ class SQLiteStorage(DayTables, Storage):
         ).fetchone()
         return str(row[0]) if row else None
 
+    # -- sessions and login throttle --------------------------------------------------
+    def set_resident_password(self, meter_id: int, password_hash: str) -> bool:
+        """Replace a resident's password hash; False if the meter has no account."""
+        cursor = self._db.execute(
+            "UPDATE residents SET password_hash = ? WHERE meter_id = ?", (password_hash, meter_id)
+        )
+        return cursor.rowcount == 1
+
+    def add_session(self, session: SessionRecord) -> None:
+        """Store a new login session."""
+        self._db.execute(
+            "INSERT INTO sessions (session_id, user, created_at, last_seen_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (session.session_id, session.user, _utc_text(session.created_at),
+             _utc_text(session.last_seen_at), _utc_text(session.expires_at)),
+        )
+
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        """One session by id (expired or not), or None."""
+        row = self._db.execute(
+            "SELECT session_id, user, created_at, last_seen_at, expires_at FROM sessions"
+            " WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return SessionRecord(str(row[0]), str(row[1]), *(datetime.fromisoformat(value)
+                                                         for value in row[2:]))
+
+    def touch_session(self, session_id: str, last_seen_at: datetime, expires_at: datetime
+                      ) -> None:
+        """Record that a session was used and move its expiry."""
+        self._db.execute(
+            "UPDATE sessions SET last_seen_at = ?, expires_at = ? WHERE session_id = ?",
+            (_utc_text(last_seen_at), _utc_text(expires_at), session_id),
+        )
+
+    def delete_session(self, session_id: str) -> None:
+        """End one session."""
+        self._db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+
+    def delete_user_sessions(self, user: str, keep: str | None = None) -> int:
+        """End every session of ``user`` except ``keep``; returns how many ended."""
+        cursor = self._db.execute(
+            "DELETE FROM sessions WHERE user = ? AND session_id IS NOT ?", (user, keep)
+        )
+        return cursor.rowcount
+
+    def delete_expired_sessions(self, now: datetime) -> int:
+        """Forget sessions that expired before ``now``; returns how many."""
+        cursor = self._db.execute("DELETE FROM sessions WHERE expires_at < ?", (_utc_text(now),))
+        return cursor.rowcount
+
+    def login_attempts(self, key: str) -> tuple[int, float] | None:
+        """(attempts, last attempt [Unix s]) counted against ``key``, or None."""
+        row = self._db.execute(
+            "SELECT attempts, last_attempt_s FROM login_attempts WHERE key = ?", (key,)
+        ).fetchone()
+        return (int(row[0]), float(row[1])) if row else None
+
+    def set_login_attempts(self, key: str, attempts: int, last_attempt_s: float) -> None:
+        """Store the attempts counted against ``key`` (0 attempts forgets the key)."""
+        if attempts <= 0:
+            self._db.execute("DELETE FROM login_attempts WHERE key = ?", (key,))
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO login_attempts (key, attempts, last_attempt_s)"
+            " VALUES (?, ?, ?)", (key, attempts, last_attempt_s),
+        )
+
+    def delete_login_attempts_before(self, last_attempt_s: float) -> int:
+        """Forget keys whose last attempt is older than ``last_attempt_s``; returns how many."""
+        cursor = self._db.execute(
+            "DELETE FROM login_attempts WHERE last_attempt_s < ?", (last_attempt_s,)
+        )
+        return cursor.rowcount
+
+
+def _utc_text(moment: datetime) -> str:
+    """An aware datetime as ISO 8601 UTC text that sorts in time order."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 def _check_energy(energy_wh: int) -> None:
     if not 0 <= energy_wh < MISSING:

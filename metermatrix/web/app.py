@@ -10,9 +10,12 @@ from typing import Any
 import tornado.web
 from tornado.log import access_log
 
+from metermatrix.activation import load_activation_key
 from metermatrix.service import MeterService
+from metermatrix.throttle import LoginThrottle
 from metermatrix.web.base import BaseHandler
 from metermatrix.web.meter import BatchHandler, MeterHandler, StatusHandler, TodayHandler
+from metermatrix.web.passwords import password_routes
 from metermatrix.web.residents import resident_routes
 
 HERE = Path(__file__).parent
@@ -62,6 +65,7 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
         (r"/api/v1/today", TodayHandler),
     ]
     routes.extend(resident_routes())
+    routes.extend(password_routes())
     routes.extend(extra_routes or [])
     return tornado.web.Application(
         routes,
@@ -69,6 +73,8 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
         template_path=str(HERE / "templates"),
         static_path=str(HERE / "static"),
         cookie_secret=cookie_secret(service.settings.data_dir),
+        activation_key=load_activation_key(service.settings.data_dir),
+        throttle=LoginThrottle(),
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},
         login_url="/profile",

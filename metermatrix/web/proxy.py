@@ -32,8 +32,17 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 #: Request headers kept from the child: our session and XSRF cookies, our origin checks.
 DROPPED_REQUEST = HOP_BY_HOP | {"host", "cookie", "authorization", "origin", "referer",
                                 "content-length"}
-#: Response headers the child must not set on our origin (or that Tornado sets itself).
-DROPPED_RESPONSE = HOP_BY_HOP | {"set-cookie", "content-length", "server", "date"}
+#: Response headers the child must not set on our origin (or that Tornado sets itself, or
+#: that we set: the framing and content policies are ours).
+DROPPED_RESPONSE = HOP_BY_HOP | {"set-cookie", "content-length", "server", "date",
+                                 "content-security-policy", "x-frame-options"}
+#: Voila's pages run inline scripts and styles, widget code that uses eval, data: and blob:
+#: images, and the kernel WebSocket on this origin; nothing from elsewhere, never framed.
+VOILA_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+                "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+                "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+                "object-src 'none'; base-uri 'self'; form-action 'self'; "
+                "frame-ancestors 'self'")
 #: How long a request waits for a starting child's kernel pool [s].
 READY_WAIT_S = 60.0
 #: A child that sends no response headers for this long is given up on [s].
@@ -66,6 +75,10 @@ class DashboardAccess(BaseHandler):
                    ) -> None:
         self.child = child
         self.client = client
+
+    def content_security_policy(self) -> str:
+        """Voila's pages need inline scripts and styles: a policy of their own."""
+        return VOILA_POLICY
 
     def check_xsrf_cookie(self) -> None:
         """Voila posts without our ``_xsrf`` token: require the same origin instead."""

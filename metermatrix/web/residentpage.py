@@ -1,10 +1,8 @@
-"""What every resident handler shares: meter ids in URLs, access, formatting, login throttle."""
+"""What every resident handler shares: meter ids in URLs, access, formatting."""
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -98,47 +96,10 @@ def period_title(name: str) -> str:
     return Period(name, _EPOCH, _EPOCH, "day").title
 
 
-class LoginThrottle:
-    """Failed logins per client address: after ``free`` failures each try must wait longer.
-
-    The wait doubles with every further failure (``base_s``, 2x, 4x ... up to ``max_s``);
-    an address that stays quiet for ``window_s`` starts afresh, and a success clears it.
-    """
-
-    def __init__(self, free: int = 5, base_s: float = 2.0, max_s: float = 300.0,
-                 window_s: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.free, self.base_s, self.max_s, self.window_s = free, base_s, max_s, window_s
-        self.clock = clock
-        self._failures: dict[str, tuple[int, float]] = {}
-
-    def retry_after(self, address: str) -> float:
-        """Seconds ``address`` must still wait before its next try (0: go ahead)."""
-        count, last = self._failures.get(address, (0, 0.0))
-        now = self.clock()
-        if count < self.free or now - last > self.window_s:
-            return 0.0
-        wait = min(self.base_s * 2.0 ** (count - self.free), self.max_s)
-        return max(0.0, last + wait - now)
-
-    def failed(self, address: str) -> None:
-        """Count a failed login from ``address``."""
-        now = self.clock()
-        count, last = self._failures.get(address, (0, now))
-        self._failures[address] = (1 if now - last > self.window_s else count + 1, now)
-        if len(self._failures) > 100_000:  # forget stale addresses
-            self._failures = {a: v for a, v in self._failures.items()
-                              if now - v[1] <= self.window_s}
-
-    def succeeded(self, address: str) -> None:
-        """Forget the failures of ``address``."""
-        self._failures.pop(address, None)
-
-
 @dataclass
 class ResidentState:
-    """What the residents' handlers share: the login throttle and the region averages."""
+    """What the residents' handlers share: the region averages."""
 
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     averages: RegionAverageCache = field(default_factory=RegionAverageCache)
 
 
@@ -147,6 +108,12 @@ class ResidentPage(BaseHandler):
 
     def initialize(self, state: ResidentState) -> None:
         self.state = state
+
+    @property
+    def activation_key(self) -> bytes:
+        """The secret the meters' activation codes are derived from."""
+        key: bytes = self.application.settings["activation_key"]
+        return key
 
     def set_default_headers(self) -> None:
         super().set_default_headers()

@@ -9,6 +9,7 @@ Routes (see ``resident_routes``): ``/register``, ``/profile`` (log in), ``/logou
 from __future__ import annotations
 
 import asyncio
+import hmac
 import math
 import re
 from collections.abc import Callable
@@ -19,12 +20,14 @@ from typing import Any
 import tornado.web
 
 from metermatrix.accounts import hash_password, verify_password
+from metermatrix.activation import code_matches, normalise_code
 from metermatrix.fleet import REGIONS
 from metermatrix.periods import custom_period
 from metermatrix.queries import daily
+from metermatrix.sessions import resident_user
 from metermatrix.slots import local_day
 from metermatrix.storage import MeterRecord, Storage
-from metermatrix.web.base import BaseHandler
+from metermatrix.web.base import BaseHandler, local_target
 from metermatrix.web.consumption import ConsumptionAPIHandler, ConsumptionHandler
 from metermatrix.web.residentpage import (
     ResidentPage,
@@ -36,7 +39,11 @@ FIN_PATTERN = re.compile(r"[A-Z][0-9]{7}[A-Z]")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 MAX_NAME = 100
-REGISTRATION_FIELDS = ("name", "fin_no", "meter_id", "region", "password", "password_confirm")
+REGISTRATION_FIELDS = ("name", "fin_no", "meter_id", "activation_code", "region", "password",
+                       "password_confirm")
+#: The one answer to any wrong meter, FIN or activation code: nothing about which was wrong.
+MISMATCH = ("These details do not match the utility's records. Check the meter ID, the FIN "
+            "and the activation code printed on your bill.")
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class Registration:
     fin_no: str
     region: str
     password: str
+    activation_code: str
 
 
 def validate_registration(form: dict[str, str]) -> tuple[Registration | None, dict[str, str]]:
@@ -62,6 +70,10 @@ def validate_registration(form: dict[str, str]) -> tuple[Registration | None, di
     meter_id = parse_meter_text(form.get("meter_id", ""), typed=True)
     if meter_id is None:
         errors["meter_id"] = "A meter ID has 9 digits, e.g. 999999999 or 999-999-999."
+    code = normalise_code(form.get("activation_code", ""))
+    if code is None:
+        errors["activation_code"] = ("The activation code on your bill has 10 letters and "
+                                     "digits, e.g. 6CTB3-YEC7Q.")
     region = form.get("region", "")
     if region not in REGIONS:
         errors["region"] = "Choose your region."
@@ -70,9 +82,22 @@ def validate_registration(form: dict[str, str]) -> tuple[Registration | None, di
         errors["password"] = f"Use at least {MIN_PASSWORD} characters."
     elif password != form.get("password_confirm", ""):
         errors["password_confirm"] = "The two passwords are not the same."
-    if errors or meter_id is None:
+    if errors or meter_id is None or code is None:
         return None, errors
-    return Registration(meter_id, name, fin_no, region, password), errors
+    return Registration(meter_id, name, fin_no, region, password, code), errors
+
+
+def proves_ownership(storage: Storage, activation_key: bytes, meter_id: int, fin_no: str,
+                     code: str, fin_required: bool = False) -> bool:
+    """True when ``code`` is the meter's activation code and ``fin_no`` the FIN on record.
+
+    A meter whose record has no FIN is proved by its code alone, unless ``fin_required``.
+    """
+    record = storage.get_meter(meter_id)
+    on_record = (record.fin_no or "").upper() if record else ""
+    fin_ok = hmac.compare_digest(on_record, fin_no.upper()) if on_record else not fin_required
+    code_ok = code_matches(activation_key, meter_id, code)
+    return fin_ok and code_ok
 
 
 def create_account(storage: Storage, registration: Registration, password_hash: str) -> bool:
@@ -91,7 +116,7 @@ async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
 
 
 class RegisterHandler(ResidentPage):
-    """/register: a new resident signs up with their meter."""
+    """/register: a new resident proves ownership of their meter and signs up."""
 
     def get(self) -> None:
         self.render("register.html", form={}, errors={}, regions=REGIONS)
@@ -102,21 +127,29 @@ class RegisterHandler(ResidentPage):
         if registration is not None:
             errors = await self.create(registration)
             if not errors:
-                self.login(f"resident:{registration.meter_id}")
+                await self.login(resident_user(registration.meter_id))
                 self.redirect(f"/profile/{registration.meter_id}", status=303)
                 return
-        self.set_status(400)
+        if self.get_status() != 429:
+            self.set_status(400)
         kept = {key: value for key, value in form.items() if not key.startswith("password")}
         self.render("register.html", form=kept, errors=errors, regions=REGIONS)
 
     async def create(self, registration: Registration) -> dict[str, str]:
-        """Store the account and the owner's details; a field error if the meter is taken."""
+        """Check ownership (a counted attempt), then store the account and owner's details."""
+        account = resident_user(registration.meter_id)
+        if wait_s := await self.reserve_attempt(account):
+            return {"_form": f"Too many failed attempts. Try again in {wait_s} seconds."}
+        storage = self.service.storage
+        if not proves_ownership(storage, self.activation_key, registration.meter_id,
+                                registration.fin_no, registration.activation_code):
+            return {"_form": MISMATCH}
+        await self.attempt_succeeded(account)
         taken = {"meter_id": "This meter already has an account. Log in instead."}
-        if self.service.storage.resident_password_hash(registration.meter_id) is not None:
+        if storage.resident_password_hash(registration.meter_id) is not None:
             return taken
         password_hash = await in_thread(hash_password, registration.password)
-        assert self.service.writer is not None
-        created = await self.service.writer.run(
+        created = await self.write_job(
             lambda storage: create_account(storage, registration, password_hash))
         return {} if created else taken
 
@@ -132,35 +165,24 @@ class LoginHandler(ResidentPage):
 
     def next_page(self, meter_id: int) -> str:
         """Where to go after logging in: a local ``next`` page, else the profile."""
-        target = self.get_argument("next", "")
-        if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-            return target
-        return f"/profile/{meter_id}"
+        return local_target(self.get_argument("next", ""), f"/profile/{meter_id}")
 
     async def post(self) -> None:
-        address = self.request.remote_ip or ""
         meter_text = self.get_body_argument("meter_id", "")
-        if wait_s := math.ceil(self.state.throttle.retry_after(address)):
-            self.set_status(429)
-            self.set_header("Retry-After", str(wait_s))
+        meter_id = parse_meter_text(meter_text, typed=True)
+        account = resident_user(meter_id) if meter_id else None
+        if wait_s := await self.reserve_attempt(account):
             self.show_form(meter_text, f"Too many failed attempts. Try again in {wait_s} seconds.")
             return
-        meter_id = await self.check_password(meter_text, self.get_body_argument("password", ""))
-        if meter_id is None:
-            self.state.throttle.failed(address)
+        stored = self.service.storage.resident_password_hash(meter_id) if meter_id else None
+        if not await in_thread(verify_password, stored, self.get_body_argument("password", "")):
             self.set_status(401)
             self.show_form(meter_text, "That meter ID and password do not match an account.")
             return
-        self.state.throttle.succeeded(address)
-        self.login(f"resident:{meter_id}")
+        assert meter_id is not None and account is not None
+        await self.attempt_succeeded(account)
+        await self.login(account)
         self.redirect(self.next_page(meter_id), status=303)
-
-    async def check_password(self, meter_text: str, password: str) -> int | None:
-        """The meter id when the password is its account's; the same cost when it is not."""
-        meter_id = parse_meter_text(meter_text, typed=True)
-        stored = self.service.storage.resident_password_hash(meter_id) if meter_id else None
-        matches = await in_thread(verify_password, stored, password)
-        return meter_id if matches else None
 
     def show_form(self, meter_text: str, error: str) -> None:
         """The login form, with the meter ID kept (never the password)."""
@@ -169,15 +191,11 @@ class LoginHandler(ResidentPage):
 
 
 class LogoutHandler(BaseHandler):
-    """/logout: end the session (a POST from the page's button, or a plain link)."""
+    """/logout: end the session (a POST with the XSRF token; there is no GET logout)."""
 
-    def post(self) -> None:
-        self.logout()
+    async def post(self) -> None:
+        await self.logout()
         self.redirect("/", status=303)
-
-    def get(self) -> None:
-        self.logout()
-        self.redirect("/")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from metermatrix.accounts import DEMO_MANAGER, DEMO_PASSWORD
 from metermatrix.demo import DEMO_FILE
 from metermatrix.periods import last_due_boundary
 from metermatrix.slots import interval_start
+from tests.browser.conftest import watch_policy_violations
 from tests.conftest import ServerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -88,6 +89,7 @@ def test_a_manager_sees_the_region_chart_and_map_and_the_period_redraws(
         browser: Browser, dashboard_server: ServerProcess) -> None:
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     outside = watch_outside_requests(page, dashboard_server)
+    refused = watch_policy_violations(page)
     manager_opens(page, dashboard_server, "/management-dashboard/")
     bars, _ = drawn(page, "mm-region-bars"), drawn(page, "mm-region-map")
     drawn(page, "mm-daily-lines")
@@ -109,7 +111,7 @@ def test_a_manager_sees_the_region_chart_and_map_and_the_period_redraws(
     expect(consumption.locator("tbody tr")).to_have_count(1, timeout=REDRAW_TIMEOUT_MS)
     expect(consumption).to_contain_text("West")
     expect(page.locator(".mm-top")).not_to_contain_text("North-East")
-    assert outside == []
+    assert outside == [] and refused == []
     page.close()
 
 
@@ -146,10 +148,11 @@ def test_the_analysts_notebook_draws_the_heat_map_of_the_meters_asked_for(
         browser: Browser, dashboard_server: ServerProcess) -> None:
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     outside = watch_outside_requests(page, dashboard_server)
+    refused = watch_policy_violations(page)
     manager_opens(page, dashboard_server, "/analysis/?meters=999999999&period=current-week")
     for chart in ("mm-heatmap", "mm-profile", "mm-daily", "mm-comparison"):
         drawn(page, chart)
     expect(page.locator(".mm-status")).to_contain_text("This week")
     expect(page.locator(".mm-status")).to_contain_text("1 meters")
-    assert outside == []
+    assert outside == [] and refused == []
     page.close()

@@ -13,9 +13,11 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from metermatrix.accounts import DEMO_PASSWORD
+from metermatrix.activation import activation_code, load_activation_key
 from metermatrix.demo import DEMO_FILE
 from metermatrix.loadshape import day_energy_wh
 from metermatrix.periods import RESIDENT_PERIODS, last_due_boundary
+from tests.browser.conftest import watch_policy_violations
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.browser
@@ -76,11 +78,14 @@ def test_register_log_out_log_in_and_read_every_period_without_javascript(
     sent_today = send_recent(demo_server, NEW_METER, skip=frozenset({1}))
     context = browser.new_context(java_script_enabled=False, accept_downloads=True)
     page = context.new_page()
+    refused = watch_policy_violations(page)
     page.goto(demo_server.url + "/")
     page.click("text=New user")
     page.fill("#name", "Nur Aisyah")
     page.fill("#fin_no", "G1234567X")
     page.fill("#meter_id", "123-456-789")
+    code = activation_code(load_activation_key(demo_server.data_dir), NEW_METER)
+    page.fill("#activation_code", code.lower())
     page.select_option("#region", "West")
     page.fill("#password", PASSWORD)
     page.fill("#password_confirm", PASSWORD + "!")
@@ -118,6 +123,7 @@ def test_register_log_out_log_in_and_read_every_period_without_javascript(
     statuses = [row["status"] for row in rows]
     if statuses[1] != "pending":
         assert statuses[1] == "missing" and rows[1]["energy_kwh"] == ""
+    assert refused == []
     context.close()
 
 
@@ -137,3 +143,48 @@ def test_consumption_page_screenshot_for_the_readme(browser: Browser,
     phone.goto(demo_server.url + "/profile/999999999/consumption?period=current-month")
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 390  # the page fits a phone; only the graph scrolls sideways
+
+
+NEXT_TRICKS = ["/%09/127.0.0.1:{port}/x", "/%0a/127.0.0.1:{port}/x", "//127.0.0.1:{port}/x",
+               "/%5C127.0.0.1:{port}/x", "/%20/127.0.0.1:{port}/x"]
+
+
+@pytest.mark.parametrize("trick", NEXT_TRICKS)
+def test_next_tricks_cannot_take_the_browser_off_the_site(
+        browser: Browser, demo_server: ServerProcess, trick: str) -> None:
+    elsewhere = demo_server.port + 1
+    query = "?next=" + trick.format(port=elsewhere)
+    page = browser.new_page()
+    page.goto(demo_server.url + "/profile" + query)
+    page.fill("#meter_id", "999999999")
+    page.fill("#password", DEMO_PASSWORD)
+    page.click("button.primary")
+    expect(page).to_have_url(demo_server.url + "/profile/999999999")
+    page.goto(demo_server.url + "/profile" + query)  # already logged in
+    expect(page).to_have_url(demo_server.url + "/profile/999999999")
+    page.goto(demo_server.url + "/management/login" + query)
+    page.fill("#username", "manager")
+    page.fill("#password", DEMO_PASSWORD)
+    page.click("button.primary")
+    expect(page).to_have_url(demo_server.url + "/management")
+    page.close()
+
+
+def framed(page: Page, outer_url: str, inner_url: str) -> bool:
+    """Whether ``inner_url`` renders inside an iframe of a page served at ``outer_url``."""
+    html = f'<!doctype html><title>outer</title><iframe src="{inner_url}"></iframe>'
+    page.route(outer_url, lambda route: route.fulfill(body=html, content_type="text/html"))
+    page.goto(outer_url)
+    page.wait_for_timeout(1500)
+    child = page.frames[1]
+    return child.url == inner_url and child.locator("#meter_id").count() == 1
+
+
+def test_a_page_renders_in_a_frame_of_this_site_but_not_of_another(
+        browser: Browser, demo_server: ServerProcess) -> None:
+    page = browser.new_page()
+    assert framed(page, demo_server.url + "/frame-test", demo_server.url + "/profile")
+    other = browser.new_page()
+    assert not framed(other, "http://attacker.example/", demo_server.url + "/profile")
+    page.close()
+    other.close()
