@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
+from metermatrix import metrics
 from metermatrix.collector import Collector
 from metermatrix.packets import PacketRules
 from metermatrix.recovery import snapshot_path, write_snapshot
@@ -124,7 +125,7 @@ class MeterService:
         pid = snapshot_in_child(self.collector.store, path)
         loop = asyncio.get_running_loop()
         task = self._snapshot_task = loop.run_in_executor(None, wait_for_child, pid)
-        ok: bool = await task
+        ok = await metrics.timed_snapshot(task)
         if not ok:
             log.error("recovery snapshot to %s failed", path)
         return ok

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from metermatrix import metrics
 from metermatrix.storage import Outcome, Reading, Storage
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class ReadingWriter:
             return  # nothing to write: everything before them is already committed
         new = [r for r in requests if r.kind == "new"]
         try:
-            with storage.transaction():
+            with metrics.timed_commit(len(requests)), storage.transaction():
                 storage.add_meters(r.reading.meter_id for r in new if r.new_meter)  # type: ignore[union-attr]
                 storage.add_readings([r.reading for r in new])  # type: ignore[misc]
                 for request in requests:

@@ -10,9 +10,11 @@ from typing import Any
 import tornado.web
 from tornado.log import access_log
 
+from metermatrix.drift import ClockDrift
 from metermatrix.service import MeterService
 from metermatrix.web.base import BaseHandler
 from metermatrix.web.meter import MeterHandler, StatusHandler, TodayHandler
+from metermatrix.web.operations import note_packet, operations_routes
 from metermatrix.web.residents import resident_routes
 
 HERE = Path(__file__).parent
@@ -31,6 +33,8 @@ def cookie_secret(data_dir: Path) -> str:
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Access log: refusals and errors always, accepted meter packets only at debug level."""
     status = handler.get_status()
+    if handler.request.path == "/meter":
+        note_packet(handler)
     if status >= 500:
         level = logging.ERROR
     elif status >= 400:
@@ -61,10 +65,12 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
         (r"/api/v1/today", TodayHandler),
     ]
     routes.extend(resident_routes())
+    routes.extend(operations_routes())
     routes.extend(extra_routes or [])
     return tornado.web.Application(
         routes,
         service=service,
+        clock_drift=ClockDrift(service.settings.drift_minutes * 60, service.clock),
         template_path=str(HERE / "templates"),
         static_path=str(HERE / "static"),
         cookie_secret=cookie_secret(service.settings.data_dir),
