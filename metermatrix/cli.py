@@ -1,4 +1,5 @@
-"""The ``metermatrix`` operator command: import, export, close-day, admin, meter-key."""
+"""The ``metermatrix`` operator command: import, export, close-day, backup, verify, admin,
+meter-key."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from metermatrix.accounts import hash_password
+from metermatrix.backup import backup_database, verify_closed_days
 from metermatrix.masterdb import MasterFileError, export_master, import_master
 from metermatrix.signing import load_fleet_key, meter_key
 from metermatrix.storage import open_storage
@@ -40,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input instead of asking")
     add.add_argument("--data-dir", type=Path, default=Path("./data"), help=argparse.SUPPRESS)
+    sub = command("backup", "a consistent copy of the database, safe while the server runs")
+    sub.add_argument("--out", type=Path, required=True, help="file to write")
+    command("verify", "check that every closed day's totals are the sums of its readings")
     sub = command("meter-key", "print a meter's hex signing key (for provisioning the meter)")
     sub.add_argument("meter_id", type=int)
     return parser
@@ -69,12 +74,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
-    if args.command in ("export", "close-day") and not (data_dir / DB_NAME).exists():
+    needs_db = args.command in ("export", "close-day", "backup", "verify")
+    if needs_db and not (data_dir / DB_NAME).exists():
         raise FileNotFoundError(f"no master database in {data_dir} (wrong --data-dir?)")
     if args.command == "meter-key":
         key = meter_key(load_fleet_key(data_dir, create=False), args.meter_id)
         print(key.hex())
         return 0
+    if args.command == "backup":
+        size = backup_database(data_dir / DB_NAME, args.out)
+        print(f"backed up {data_dir / DB_NAME} to {args.out} ({size} bytes)")
+        return 0
+    if args.command == "verify":
+        return _verify(data_dir)
     storage = open_storage(data_dir)
     try:
         if args.command == "import":
@@ -101,6 +113,22 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     return 0
+
+
+def _verify(data_dir: Path) -> int:
+    storage = open_storage(data_dir, readonly=True)
+    try:
+        checks = verify_closed_days(storage)
+    finally:
+        storage.close()
+    differences = [line for check in checks for line in check.differences]
+    for line in differences:
+        print(line)
+    checked = sum(check.meters_checked for check in checks)
+    unchecked = sum(check.totals_without_readings for check in checks)
+    print(f"verified {len(checks)} closed days: {checked} meter-days match their readings, "
+          f"{len(differences)} differ, {unchecked} imported totals without readings")
+    return 1 if differences else 0
 
 
 def run() -> None:

@@ -30,7 +30,7 @@ HEADER_READ_LIMIT_BYTES = 512 * 1024
 #: File descriptors kept free of client connections for the database, logs and children.
 RESERVED_FDS = 64
 #: How long a refused connection may take to send its request head [s].
-REFUSAL_READ_S = 2.0
+REFUSAL_READ_S = 0.25
 #: Retry-After of a refused connection [s].
 REFUSAL_RETRY_S = 5
 #: Content types /meter reads as its JSON body (urllib sends the form type by default).
