@@ -140,6 +140,10 @@ class MeterService:
             await self.writer.sync()
             self.writer.stop()
         if self.collector is not None:
-            write_snapshot(self.collector.store, snapshot_path(self.settings.recovery_dir,
-                                                               self.open_day))
+            try:
+                write_snapshot(self.collector.store, snapshot_path(self.settings.recovery_dir,
+                                                                   self.open_day))
+            except OSError as error:  # the writer has synced: the database holds everything
+                log.error("recovery snapshot not written at shutdown (%s); every acknowledged "
+                          "reading is in the database", error)
         self.storage.close()
