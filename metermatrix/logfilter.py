@@ -13,7 +13,8 @@ MAX_KEYS = 1000
 
 
 class RepeatFilter(logging.Filter):
-    """Lets each (logger, message, exception type) through once per interval, counting the rest.
+    """Lets each warning or error (logger, text, exception type) through once per interval,
+    counting the rest; info and debug lines all pass.
 
     A refused ``accept`` (EMFILE) or a failing disk can repeat the same error thousands of
     times a second; one line per interval with a count says as much without filling the disk.
@@ -27,9 +28,12 @@ class RepeatFilter(logging.Filter):
         self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """True to write ``record``; False while the same message was written recently."""
+        """True to write ``record``; False while the same warning or error was written recently."""
+        if record.levelno < logging.WARNING:
+            return True
         error = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
-        key = (record.name, str(record.msg), error)
+        message = record.getMessage()
+        key = (record.name, message, error)
         now = self.clock()
         written_at, held = self._seen.get(key, (-float("inf"), 0))
         if now - written_at < self.interval_s:
@@ -39,9 +43,8 @@ class RepeatFilter(logging.Filter):
             self._seen.clear()
         self._seen[key] = (now, 0)
         if held:
-            record.msg = f"{record.msg} [repeated {held} more times, held back]"
+            record.msg, record.args = f"{message} [repeated {held} more times, held back]", None
         return True
-
 
 def limit_repeats(logger: logging.Logger | None = None) -> None:
     """Give every handler of ``logger`` (the root logger by default) its own RepeatFilter."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import resource
 import socket
 import subprocess
@@ -137,9 +138,9 @@ def test_repeated_errors_are_logged_once_per_interval() -> None:
     now = [0.0]
     repeat = RepeatFilter(interval_s=10, clock=lambda: now[0])
 
-    def record() -> object:
-        import logging
-        return logging.LogRecord("tornado", 40, __file__, 1, "accept failed", None, None)
+    def record() -> logging.LogRecord:
+        return logging.LogRecord("tornado", 40, __file__, 1, "accept failed: %s", ("EMFILE",),
+                                 None)
 
     written = []
     for step in range(1000):
@@ -148,4 +149,6 @@ def test_repeated_errors_are_logged_once_per_interval() -> None:
         if repeat.filter(item):  # type: ignore[arg-type]
             written.append(item.msg)  # type: ignore[attr-defined]
     assert len(written) == 5
-    assert "repeated 199 more times" in written[1]
+    assert written[1] == "accept failed: EMFILE [repeated 199 more times, held back]"
+    assert repeat.filter(logging.LogRecord("voila", 20, __file__, 1, "%s", ("a",), None))
+    assert repeat.filter(logging.LogRecord("voila", 20, __file__, 1, "%s", ("a",), None))
