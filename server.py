@@ -13,17 +13,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import tornado.httpserver
-
 from metermatrix.accounts import DEMO_MANAGER, DEMO_PASSWORD
 from metermatrix.batches import MAX_BATCH_BYTES
+from metermatrix.clock import offset_clock
 from metermatrix.demo import demo_yesterday, load_demo
+from metermatrix.logfilter import limit_repeats
 from metermatrix.routines import open_day_for
-from metermatrix.service import MeterService, utc_now
+from metermatrix.service import MeterService
 from metermatrix.settings import Settings, add_arguments, settings_from_args
 from metermatrix.voila import Dashboards
 from metermatrix.web.app import make_app
+from metermatrix.web.connections import MeterHTTPServer
 from metermatrix.web.management import management_routes
+from metermatrix.web.operations import watch_server
 from metermatrix.web.proxy import proxy_routes
 
 log = logging.getLogger("metermatrix.server")
@@ -53,16 +55,19 @@ def start_simulator(settings: Settings) -> subprocess.Popen[bytes]:
 
 async def serve(settings: Settings, with_simulator: bool = False) -> None:
     """Run the server until SIGINT or SIGTERM, then shut down cleanly."""
-    service = MeterService(settings)
+    service = MeterService(settings, clock=offset_clock(settings.clock_offset_s))
     if settings.demo:
-        load_demo(service.storage, demo_yesterday(open_day_for(utc_now(), settings)))
+        load_demo(service.storage, demo_yesterday(open_day_for(service.clock(), settings)))
     await service.start()
     dashboards = Dashboards(settings) if settings.dashboards else None
     if dashboards is not None:
         dashboards.start()
     app = make_app(service, extra_routes=management_routes() + proxy_routes(dashboards))
-    server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BATCH_BYTES + 1024,
-                                           xheaders=False)
+    server = MeterHTTPServer(app, max_body_size=MAX_BATCH_BYTES + 1024, xheaders=False,
+                             idle_connection_timeout=settings.idle_timeout_s,
+                             body_timeout=settings.body_timeout_s,
+                             max_connections=settings.max_connections)
+    watch_server(service, lambda: server.open_connections)
     server.listen(settings.port, settings.host)
     url = f"http://{settings.host}:{settings.port}"
     print(f"MeterMatrix listening on {url}/  (data in {settings.data_dir})", flush=True)
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     settings, args = parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_repeats()
     asyncio.run(serve(settings, with_simulator=args.with_simulator))
 
 

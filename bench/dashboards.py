@@ -76,12 +76,21 @@ DRAWN = re.compile(r"drawn in ([\d.]+) s")
 
 
 # -- the large database --------------------------------------------------------------
-def build_database(data_dir: Path, meters: int, days: int, tz: ZoneInfo) -> dict[str, int]:
+def clock_offset_s(local_time: str, tz: ZoneInfo) -> float:
+    """Seconds to add to the real clock so that it reads ``local_time`` (HH:MM) today in
+    ``tz``: the large run is measured at the same hour whenever it runs."""
+    now = datetime.now(tz)
+    hours, minutes = (int(part) for part in local_time.split(":"))
+    return (now.replace(hour=hours, minute=minutes, second=0, microsecond=0) - now).total_seconds()
+
+
+def build_database(data_dir: Path, meters: int, days: int, tz: ZoneInfo,
+                   offset_s: float = 0.0) -> dict[str, int]:
     """Fill ``data_dir``: meters and the manager login, ``days`` closed days of totals,
     yesterday's and today's readings so far; returns row counts."""
     fleet = synthetic_fleet(meters, SEED)
     ids = np.array([meter.meter_id for meter in fleet], dtype=np.int64)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) + timedelta(seconds=offset_s)
     today = now.astimezone(tz).date()
     storage = open_storage(data_dir)
     with storage.transaction():
@@ -139,12 +148,13 @@ def insert_totals(db: sqlite3.Connection, meter_ids: np.ndarray, days: list[date
 
 
 # -- servers and browsers --------------------------------------------------------------
-def start_dashboard_server(data_dir: Path, timezone: str, demo: bool) -> Child:
+def start_dashboard_server(data_dir: Path, timezone: str, demo: bool,
+                           offset_s: float = 0.0) -> Child:
     """The real ``server.py`` with dashboards (default kernel pool) on a free port."""
     port = free_port()
     command = [sys.executable, str(ROOT / "server.py"), "--port", str(port), "--data-dir",
                str(data_dir), "--timezone", timezone, "--demo" if demo else "--no-demo",
-               "--dashboards", "--voila-kernels", str(KERNELS)]
+               "--dashboards", "--voila-kernels", str(KERNELS), "--clock-offset-s", repr(offset_s)]
     child = start_child(command, data_dir.parent / f"{data_dir.name}-server.log", port)
     child.wait_ready()
     return child
@@ -244,9 +254,9 @@ def measure_loads(child: Child, loads: int, before_each: Callable[[int], None] |
 
 
 # -- /meter latency ---------------------------------------------------------------------
-def meter_lines(data_dir: Path, tz: ZoneInfo, count: int) -> list[bytes]:
+def meter_lines(data_dir: Path, tz: ZoneInfo, count: int, offset_s: float = 0.0) -> list[bytes]:
     """``count`` signed packets (``<signature> <body>``) of new meters, today's sent slots."""
-    day, slots = sent_slots(tz)
+    day, slots = sent_slots(tz, datetime.now(UTC) + timedelta(seconds=offset_s))
     slots = slots[-3:]
     meters = list(range(900_000_000, 900_000_000 + count // len(slots) + 1))
     return packet_lines(load_fleet_key(data_dir, create=False), meters, day, slots, tz)[:count]
@@ -317,6 +327,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="/meter requests per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="per /meter phase")
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--clock-at", default="14:10",
+                        help="local time (HH:MM, Asia/Singapore) of the large run's server clock")
     args = parser.parse_args()
     result: dict[str, object] = {"kernels_per_notebook": KERNELS}
     with tempfile.TemporaryDirectory(prefix="metermatrix-bench-") as tmp:
@@ -338,15 +350,16 @@ def main() -> None:
 def measure_large(data_dir: Path, args: argparse.Namespace) -> dict[str, object]:
     """Build the large database and measure dashboard loads on it."""
     timezone = "Asia/Singapore"
+    offset_s = clock_offset_s(args.clock_at, ZoneInfo(timezone))
     started = time.perf_counter()
-    counts = build_database(data_dir, args.meters, args.days, ZoneInfo(timezone))
+    counts = build_database(data_dir, args.meters, args.days, ZoneInfo(timezone), offset_s)
     build_s = time.perf_counter() - started
     print(f"database of {counts} built in {build_s:.0f} s", flush=True)
-    child = start_dashboard_server(data_dir, timezone, demo=False)
+    child = start_dashboard_server(data_dir, timezone, demo=False, offset_s=offset_s)
     try:
         warm_s = wait_warm(child, KERNELS, timeout_s=900)
         quiet = measure_loads(child, args.loads)
-        lines = meter_lines(data_dir, ZoneInfo(timezone), args.loads)
+        lines = meter_lines(data_dir, ZoneInfo(timezone), args.loads, offset_s)
 
         def write_first(number: int) -> None:  # a packet: the preheated totals are stale
             if post_packet(child, lines[number]) != 201:

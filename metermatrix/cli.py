@@ -1,5 +1,5 @@
-"""The ``metermatrix`` operator command: import, export, close-day, admin, meter-key,
-activation-code, sessions."""
+"""The ``metermatrix`` operator command: import, export, close-day, backup, verify, admin,
+meter-key, headend-key, activation-code, sessions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from metermatrix.accounts import hash_password
 from metermatrix.activation import activation_code, load_activation_key, write_codes_csv
+from metermatrix.backup import backup_database, verify_closed_days
 from metermatrix.batches import headend_key
 from metermatrix.masterdb import MasterFileError, export_master, import_master
 from metermatrix.sessions import resident_user, revoke_sessions
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input instead of asking")
     add.add_argument("--data-dir", type=Path, default=Path("./data"), help=argparse.SUPPRESS)
+    sub = command("backup", "a consistent copy of the database, safe while the server runs")
+    sub.add_argument("--out", type=Path, required=True, help="file to write")
+    command("verify", "check that every closed day's totals are the sums of its readings")
     sub = command("meter-key", "print a meter's hex signing key (for provisioning the meter)")
     sub.add_argument("meter_id", type=int)
     sub = command("headend-key", "print a head-end system's hex key for POST /meter/batch")
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
-    needs_db = ("export", "close-day", "activation-code", "sessions")
+    needs_db = ("export", "close-day", "activation-code", "sessions", "backup", "verify")
     if args.command in needs_db and not (data_dir / DB_NAME).exists():
         raise FileNotFoundError(f"no master database in {data_dir} (wrong --data-dir?)")
     if args.command == "headend-key":
@@ -106,6 +110,12 @@ def _run(args: argparse.Namespace) -> int:
         key = meter_key(load_fleet_key(data_dir, create=False), args.meter_id)
         print(key.hex())
         return 0
+    if args.command == "backup":
+        size = backup_database(data_dir / DB_NAME, args.out)
+        print(f"backed up {data_dir / DB_NAME} to {args.out} ({size} bytes)")
+        return 0
+    if args.command == "verify":
+        return _verify(data_dir)
     storage = open_storage(data_dir)
     try:
         if args.command == "import":
@@ -153,6 +163,20 @@ def _print_codes(storage: Storage, args: argparse.Namespace) -> None:
     with open(args.out, "w", newline="", encoding="utf-8") as out:
         count = write_codes_csv(key, meters, out)
     print(f"wrote {count} activation codes to {args.out}")
+def _verify(data_dir: Path) -> int:
+    storage = open_storage(data_dir, readonly=True)
+    try:
+        checks = verify_closed_days(storage)
+    finally:
+        storage.close()
+    differences = [line for check in checks for line in check.differences]
+    for line in differences:
+        print(line)
+    checked = sum(check.meters_checked for check in checks)
+    unchecked = sum(check.totals_without_readings for check in checks)
+    print(f"verified {len(checks)} closed days: {checked} meter-days match their readings, "
+          f"{len(differences)} differ, {unchecked} imported totals without readings")
+    return 1 if differences else 0
 
 
 def run() -> None:

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from metermatrix import analysis, regions
 from metermatrix import regioncharts as charts
+from metermatrix.clock import environment_offset_s
 from metermatrix.fleet import REGIONS
 from metermatrix.periods import Period, PeriodError, custom_period, resolve_period
 from metermatrix.regioncharts import figure_png
@@ -46,8 +47,8 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    """The current instant, timezone-aware."""
-    return datetime.now(UTC)
+    """The current instant by the server's clock (shifted only when a test asks for it)."""
+    return datetime.now(UTC) + timedelta(seconds=environment_offset_s())
 
 
 def after_this_cell(callback: Callable[[], None]) -> None:

@@ -123,13 +123,16 @@ def write_snapshot(store: TodayStore, path: Path, database_id: str = "") -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     written = flushed = 0
-    with open(temporary, "wb", buffering=0) as handle:
-        for piece in chain([memoryview(b"{")], _blocks(store), [memoryview(b"}\n")]):
-            written += _write_all(handle.fileno(), piece)
-            _start_writeback(handle.fileno(), flushed, written - flushed)
-            flushed = written - len(piece)
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb", buffering=0) as handle:
+            for piece in chain([memoryview(b"{")], _blocks(store), [memoryview(b"}\n")]):
+                written += _write_all(handle.fileno(), piece)
+                _start_writeback(handle.fileno(), flushed, written - flushed)
+                flushed = written - len(piece)
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # gone after the rename; removed after a failure
     write_meta(path, {"day": store.day.isoformat(), "readings": store.reading_count(),
                       "database_id": database_id})
     directory = os.open(path.parent, os.O_RDONLY)

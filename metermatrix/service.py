@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
+from metermatrix import metrics
 from metermatrix.collector import Collector
 from metermatrix.packets import PacketRules
 from metermatrix.recovery import snapshot_path, write_snapshot
@@ -125,7 +126,7 @@ class MeterService:
         pid = snapshot_in_child(self.collector.store, path, self.storage.database_id())
         loop = asyncio.get_running_loop()
         task = self._snapshot_task = loop.run_in_executor(None, wait_for_child, pid)
-        ok: bool = await task
+        ok = await metrics.timed_snapshot(task)
         if not ok:
             log.error("recovery snapshot to %s failed", path)
         return ok
@@ -140,7 +141,11 @@ class MeterService:
             await self.writer.sync()
             self.writer.stop()
         if self.collector is not None:
-            write_snapshot(self.collector.store,
-                           snapshot_path(self.settings.recovery_dir, self.open_day),
-                           self.storage.database_id())
+            try:
+                write_snapshot(self.collector.store,
+                               snapshot_path(self.settings.recovery_dir, self.open_day),
+                               self.storage.database_id())
+            except OSError as error:  # the writer has synced: the database holds everything
+                log.error("recovery snapshot not written at shutdown (%s); every acknowledged "
+                          "reading is in the database", error)
         self.storage.close()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from metermatrix.slots import first_offset_change
 
 #: Every setting the server understands: (name, default, help). The command line,
 #: the ``Settings`` dataclass and the README table are all made from this list.
@@ -27,6 +29,10 @@ SETTINGS: list[tuple[str, object, str]] = [
     ("tariff_sgd_per_kwh", 0.30, "tariff used for cost estimates [S$/kWh incl. GST]"),
     ("dashboards", True, "start Voila and serve the notebooks as dashboards"),
     ("voila_kernels", 2, "preheated kernels per dashboard notebook"),
+    ("idle_timeout_s", 30.0, "close a connection that sends no request for this long [s]"),
+    ("body_timeout_s", 30.0, "close a connection whose request body takes longer [s]"),
+    ("max_connections", 10000, "open connections at most (lowered to fit the file limit)"),
+    ("clock_offset_s", 0.0, "for tests only: run the server's clock this far ahead [s]"),
 ]
 
 
@@ -53,6 +59,10 @@ class Settings:
     tariff_sgd_per_kwh: float = 0.30
     dashboards: bool = True
     voila_kernels: int = 2
+    idle_timeout_s: float = 30.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 10000
+    clock_offset_s: float = 0.0
 
     @property
     def tz(self) -> ZoneInfo:
@@ -106,11 +116,26 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def validate_settings(settings: Settings) -> None:
+def validate_settings(settings: Settings, now: datetime | None = None) -> None:
     """Raise ValueError on settings that cannot work."""
-    settings.tz  # noqa: B018 - raises on an unknown zone
+    check_timezone(settings.tz, now or datetime.now(UTC))
     settings.close_at  # noqa: B018 - raises on a malformed time
     if not 0 < settings.max_reading_kwh <= MAX_CEILING_KWH:
         raise ValueError(f"max_reading_kwh must be above 0 and at most {MAX_CEILING_KWH}")
     if settings.late_days < 0 or settings.snapshot_hours <= 0:
         raise ValueError("late_days must be >= 0 and snapshot_hours > 0")
+    if min(settings.idle_timeout_s, settings.body_timeout_s, settings.max_connections) <= 0:
+        raise ValueError("idle_timeout_s, body_timeout_s and max_connections must be above 0")
+
+
+def check_timezone(tz: ZoneInfo, now: datetime, years: int = 10) -> None:
+    """Raise ValueError for a zone whose days are not always 48 half hours (daylight saving)."""
+    change = first_offset_change(tz, now, years)
+    if change is not None:
+        before = (change - timedelta(days=1)).astimezone(tz).strftime("%z")
+        after = change.astimezone(tz).strftime("%z")
+        raise ValueError(
+            f"time zone {tz.key} changes its UTC offset around {change.date()} (from {before} "
+            f"to {after}), so some of its days are not 48 half hours; MeterMatrix files "
+            "readings in days of 48 half hours only: choose a zone without daylight saving "
+            "(for example UTC or Asia/Singapore)")

@@ -8,7 +8,7 @@ just after midnight and filed under the day it measures.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 SLOTS_PER_DAY = 48
 SLOT_MINUTES = 30
@@ -74,3 +74,18 @@ def slots_elapsed(day: date, now: datetime, tz: tzinfo) -> int:
         if send_time <= now:
             sent = slot + 1
     return sent
+
+
+def first_offset_change(tz: tzinfo, start: datetime, years: int = 10) -> datetime | None:
+    """The first day (noon UTC) within ``years`` of ``start`` on which ``tz``'s UTC offset
+    differs from the day before, or None: only a zone without changes keeps 48 half hours
+    in every day."""
+    noon = start.astimezone(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    previous = noon.astimezone(tz).utcoffset()
+    for days in range(1, years * 366):
+        moment = noon + timedelta(days=days)
+        offset = moment.astimezone(tz).utcoffset()
+        if offset != previous:
+            return moment
+        previous = offset
+    return None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metermatrix.clock import ENV_CLOCK_OFFSET
 from metermatrix.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE.parent),
                                                       env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
+    env[ENV_CLOCK_OFFSET] = repr(settings.clock_offset_s)
     return env
 
 

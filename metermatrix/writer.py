@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from metermatrix import metrics
 from metermatrix.storage import Outcome, Reading, Storage
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class ReadingWriter:
             return  # nothing to write: everything before them is already committed
         new = [r for r in requests if r.kind == "new"]
         try:
-            with storage.transaction():
+            with metrics.timed_commit(len(requests)), storage.transaction():
                 storage.add_meters(r.reading.meter_id for r in new if r.new_meter)  # type: ignore[union-attr]
                 _put_rows(storage, new)
                 for request in requests:

@@ -11,8 +11,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -22,6 +24,26 @@ from metermatrix.signing import load_fleet_key, meter_key, sign_body
 from metermatrix.slots import interval_start
 
 ROOT = Path(__file__).resolve().parents[1]
+#: ``HH:MM``: the local time at which the time-sensitive fixtures' servers start their day
+#: (``.ci/run`` runs those tests at a few awkward hours this way).
+ENV_TEST_CLOCK = "METERMATRIX_TEST_CLOCK"
+
+
+def fixture_clock(default: str | None = None) -> str | None:
+    """The local time (HH:MM) the time-sensitive fixtures run at: $METERMATRIX_TEST_CLOCK,
+    else ``default`` (None: the real time)."""
+    return os.environ.get(ENV_TEST_CLOCK) or default
+
+
+def clock_offset_for(local_time: str | None, timezone: str) -> float:
+    """Seconds to add to the real clock so that it reads ``local_time`` (HH:MM) today in
+    ``timezone``; 0 for None."""
+    if not local_time:
+        return 0.0
+    tz = ZoneInfo(timezone)
+    now = datetime.now(tz)
+    hours, minutes = (int(part) for part in local_time.split(":"))
+    return (datetime.combine(now.date(), clock_time(hours, minutes), tz) - now).total_seconds()
 
 
 def free_port() -> int:
@@ -35,8 +57,10 @@ class ServerProcess:
     """``python server.py`` in a child process, started and stopped by tests."""
 
     def __init__(self, data_dir: Path, timezone: str = "UTC", extra: list[str] | None = None,
-                 demo: bool = False, dashboards: bool = False) -> None:
+                 demo: bool = False, dashboards: bool = False,
+                 clock_at: str | None = None, preexec: Any = None) -> None:
         self.data_dir = data_dir
+        self.preexec = preexec
         self.timezone = timezone
         self.extra = list(extra or [])
         self.demo = demo
@@ -44,6 +68,11 @@ class ServerProcess:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        self.clock_offset_s = clock_offset_for(clock_at, timezone)
+
+    def now(self) -> datetime:
+        """The instant by the server's clock (the real time unless ``clock_at`` was given)."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_offset_s)
 
     @property
     def url(self) -> str:
@@ -53,9 +82,11 @@ class ServerProcess:
         command = [sys.executable, str(ROOT / "server.py"), "--port", str(self.port),
                    "--data-dir", str(self.data_dir), "--timezone", self.timezone,
                    "--demo" if self.demo else "--no-demo",
-                   "--dashboards" if self.dashboards else "--no-dashboards", *self.extra]
+                   "--dashboards" if self.dashboards else "--no-dashboards",
+                   "--clock-offset-s", repr(self.clock_offset_s), *self.extra]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                        preexec_fn=self.preexec)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

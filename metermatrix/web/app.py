@@ -11,10 +11,12 @@ import tornado.web
 from tornado.log import access_log
 
 from metermatrix.activation import load_activation_key
+from metermatrix.drift import ClockDrift
 from metermatrix.service import MeterService
 from metermatrix.throttle import LoginThrottle
 from metermatrix.web.base import BaseHandler
 from metermatrix.web.meter import BatchHandler, MeterHandler, StatusHandler, TodayHandler
+from metermatrix.web.operations import note_packet, operations_routes
 from metermatrix.web.passwords import password_routes
 from metermatrix.web.residents import resident_routes
 
@@ -34,6 +36,8 @@ def cookie_secret(data_dir: Path) -> str:
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Access log: refusals and errors always, accepted meter packets only at debug level."""
     status = handler.get_status()
+    if handler.request.path == "/meter":
+        note_packet(handler)
     if status >= 500:
         level = logging.ERROR
     elif status >= 400:
@@ -66,10 +70,12 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
     ]
     routes.extend(resident_routes())
     routes.extend(password_routes())
+    routes.extend(operations_routes())
     routes.extend(extra_routes or [])
     return tornado.web.Application(
         routes,
         service=service,
+        clock_drift=ClockDrift(service.settings.drift_minutes * 60, service.clock),
         template_path=str(HERE / "templates"),
         static_path=str(HERE / "static"),
         cookie_secret=cookie_secret(service.settings.data_dir),

@@ -58,6 +58,7 @@ class StatusHandler(JSONHandler):
             "open_day": service.open_day.isoformat() if store is not None else None,
             "late_days": service.settings.late_days,
             "readings_today": store.reading_count() if store is not None else 0,
+            "clock_drift": self.application.settings["clock_drift"].status(),
         })
 
 

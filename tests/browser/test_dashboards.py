@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -16,11 +16,13 @@ from metermatrix.demo import DEMO_FILE
 from metermatrix.periods import last_due_boundary
 from metermatrix.slots import interval_start
 from tests.browser.conftest import watch_policy_violations
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, fixture_clock
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TIMEZONE = "Asia/Singapore"
+#: Local time of the server's clock unless $METERMATRIX_TEST_CLOCK says otherwise.
+CLOCK_AT = "14:10"
 LOAD_TIMEOUT_MS = 240_000
 REDRAW_TIMEOUT_MS = 60_000
 
@@ -30,27 +32,32 @@ def west_meters() -> list[int]:
     return [int(key) for key, entry in data.items() if entry.get("region") == "West"]
 
 
-def send_today(server: ServerProcess, meter_id: int) -> None:
-    """0.25 kWh for every half hour of today already due."""
+def send_today(server: ServerProcess, meter_id: int) -> int:
+    """0.25 kWh for every half hour of today already due; returns how many were due
+    (-1 past the close, when today is closed already)."""
     tz = ZoneInfo(TIMEZONE)
-    now = datetime.now(UTC)
+    now = server.now()
+    _, status = server.request("GET", "/api/v1/status")
+    if orjson.loads(status)["open_day"] != now.astimezone(tz).date().isoformat():
+        return -1  # past the close: today is closed (the demo filled it), tomorrow is open
     boundary = last_due_boundary(now, tz)
     for slot in range(48):
         start = interval_start(now.astimezone(tz).date(), slot, tz)
         if start + timedelta(minutes=30) > boundary:
-            return
+            return slot
         status, _ = server.post_packet(meter_id, start + timedelta(minutes=31), 0.25)
         assert status == 201
+    return 48
 
 
 @pytest.fixture(scope="module")
 def dashboard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The demo with dashboards; the West meters have sent today's readings so far."""
     server = ServerProcess(tmp_path_factory.mktemp("dashboards") / "data", timezone=TIMEZONE,
-                           demo=True, dashboards=True, extra=["--voila-kernels", "1"])
+                           demo=True, dashboards=True, extra=["--voila-kernels", "1"],
+                           clock_at=fixture_clock(CLOCK_AT))
     server.start()
-    for meter_id in west_meters():
-        send_today(server, meter_id)
+    server.west_sent_today = min(send_today(server, meter_id) for meter_id in west_meters())
     yield server
     server.stop()
 
@@ -99,8 +106,13 @@ def test_a_manager_sees_the_region_chart_and_map_and_the_period_redraws(
     expect(consumption.locator("tbody tr")).to_have_count(5)
     expect(consumption).to_contain_text("West")
     silent = page.locator(".mm-silent")
-    expect(silent).to_contain_text(f"{42 - len(west_meters())} meters sent nothing today")
-    expect(silent).not_to_contain_text("Aashima")
+    if dashboard_server.west_sent_today < 0:  # past the close: the demo's last day, complete
+        expect(silent).to_contain_text("0 meters sent nothing today")
+    elif dashboard_server.west_sent_today:
+        expect(silent).to_contain_text(f"{42 - len(west_meters())} meters sent nothing today")
+        expect(silent).not_to_contain_text("Aashima")
+    else:  # just after midnight no half hour of today is due yet: every meter is silent
+        expect(silent).to_contain_text("42 meters sent nothing today")
 
     dropdown(page, "Period").select_option(label="Yesterday")
     expect(status).to_contain_text("Yesterday", timeout=REDRAW_TIMEOUT_MS)

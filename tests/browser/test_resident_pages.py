@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,13 +18,15 @@ from metermatrix.demo import DEMO_FILE
 from metermatrix.loadshape import day_energy_wh
 from metermatrix.periods import RESIDENT_PERIODS, last_due_boundary
 from tests.browser.conftest import watch_policy_violations
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, fixture_clock
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "consumption.png"
 TIMEZONE = "Asia/Singapore"
+#: Local time of the server's clock unless $METERMATRIX_TEST_CLOCK says otherwise.
+CLOCK_AT = "14:10"
 NEW_METER = 123_456_789
 PASSWORD = "a long enough password"
 TITLES = {"prev-hr": "Previous hour", "current-day": "Today", "current-week": "This week",
@@ -36,8 +38,9 @@ def send_recent(server: ServerProcess, meter_id: int, skip: frozenset[int] = fro
     """Send the meter's last 48 due half hours (load model values), or only today's;
     ``skip`` names slots never sent. Returns how many of today's readings were sent."""
     tz = ZoneInfo(TIMEZONE)
-    boundary = last_due_boundary(datetime.now(UTC), tz)
-    today = datetime.now(tz).date()
+    boundary = last_due_boundary(server.now(), tz)
+    _, status = server.request("GET", "/api/v1/status")
+    today = date.fromisoformat(orjson.loads(status)["open_day"])  # past the close: tomorrow
     sent_today = 0
     for back in range(48, 0, -1):
         start = boundary - timedelta(minutes=30 * back)
@@ -56,7 +59,7 @@ def send_recent(server: ServerProcess, meter_id: int, skip: frozenset[int] = fro
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
     """The demo data, plus today's readings of the West meters (999999999 misses one)."""
     server = ServerProcess(tmp_path_factory.mktemp("browser") / "data", timezone=TIMEZONE,
-                           demo=True)
+                           demo=True, clock_at=fixture_clock(CLOCK_AT))
     server.start()
     data = orjson.loads(DEMO_FILE.read_bytes())
     for meter in (int(key) for key, entry in data.items() if entry.get("region") == "West"):
@@ -134,7 +137,12 @@ def test_consumption_page_screenshot_for_the_readme(browser: Browser,
     log_in(page, demo_server, "999999999", DEMO_PASSWORD)
     page.goto(demo_server.url + "/profile/999999999/consumption?period=current-day")
     expect(page.locator("figure.chart svg")).to_be_visible()
-    expect(page.locator(".card.total strong")).to_contain_text("kWh")
+    tz = ZoneInfo(TIMEZONE)
+    midnight = datetime.combine(demo_server.now().astimezone(tz).date(), time(0), tz)
+    if last_due_boundary(demo_server.now(), tz) > midnight:
+        expect(page.locator(".card.total strong")).to_contain_text("kWh")
+    else:  # just after midnight nothing of today is due yet: no total, and no zero
+        expect(page.locator(".card.total strong")).to_have_text("—")
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 20_000

@@ -1,0 +1,165 @@
+"""The HTTP server in front of the application: timeouts, a connection cap, request gates.
+
+Tornado keeps a connection open as long as its client wants, so slow clients could hold
+every file descriptor and starve the meters. This server times out idle connections
+and slow bodies, refuses connections past a cap (below the process's file limit) with a
+503 JSON answer, and answers two malformed requests that Tornado would otherwise drop
+or refuse bare: oversized headers (431) and a non-JSON body on ``/meter`` (415).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from collections.abc import Awaitable
+from typing import Any
+
+import orjson
+import tornado.httpserver
+from tornado import gen, httputil
+from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
+
+log = logging.getLogger(__name__)
+
+#: Largest request head (request line and headers) a client may send [bytes].
+MAX_HEADER_BYTES = 64 * 1024
+#: How much of an oversized head is read so it can be answered with a 431 [bytes];
+#: beyond this the connection is closed without an answer.
+HEADER_READ_LIMIT_BYTES = 512 * 1024
+#: File descriptors kept free of client connections for the database, logs and children.
+RESERVED_FDS = 64
+#: How long a refused connection may take to send its request head [s].
+REFUSAL_READ_S = 0.25
+#: Retry-After of a refused connection [s].
+REFUSAL_RETRY_S = 5
+#: Content types /meter reads as its JSON body (urllib sends the form type by default).
+METER_CONTENT_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream",
+                                 "application/x-www-form-urlencoded"})
+
+
+def connection_cap(wanted: int) -> int:
+    """``wanted`` connections, lowered to fit under the soft RLIMIT_NOFILE with a reserve."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - RESERVED_FDS))
+
+
+def response_bytes(status: int, reason: str, body: dict[str, Any],
+                   extra: dict[str, str] | None = None) -> bytes:
+    """A complete HTTP/1.1 response with a JSON body that closes the connection."""
+    payload = orjson.dumps(body)
+    lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json",
+             f"Content-Length: {len(payload)}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (extra or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+def head_size(start_line: httputil.RequestStartLine, headers: httputil.HTTPHeaders) -> int:
+    """About how many bytes the request line and headers took on the wire."""
+    size = len(start_line.method) + len(start_line.path) + len(start_line.version) + 4
+    return size + sum(len(name) + len(value) + 4 for name, value in headers.get_all())
+
+
+def refusal_for(start_line: httputil.RequestStartLine,
+                headers: httputil.HTTPHeaders) -> tuple[int, str, str] | None:
+    """(status, reason, message) for a request refused before the application sees it."""
+    size = head_size(start_line, headers)
+    if size > MAX_HEADER_BYTES:
+        return (431, "Request Header Fields Too Large",
+                f"request headers of {size} bytes are over the limit of {MAX_HEADER_BYTES}")
+    path = start_line.path.split("?", 1)[0]
+    if path == "/meter" and start_line.method == "POST":
+        content_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if content_type not in METER_CONTENT_TYPES and not content_type.endswith("+json"):
+            return (415, "Unsupported Media Type",
+                    f"a packet is a JSON object sent as application/json, not {content_type}")
+    return None
+
+
+class RequestGate(httputil.HTTPMessageDelegate):
+    """Answers refused requests itself; passes every other request to the application."""
+
+    def __init__(self, delegate: httputil.HTTPMessageDelegate,
+                 connection: httputil.HTTPConnection) -> None:
+        self.delegate = delegate
+        self.connection = connection
+        self.refused = False
+
+    def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+                         headers: httputil.HTTPHeaders) -> Awaitable[None] | None:
+        assert isinstance(start_line, httputil.RequestStartLine)
+        refusal = refusal_for(start_line, headers)
+        if refusal is None:
+            return self.delegate.headers_received(start_line, headers)
+        self.refused = True
+        status, reason, message = refusal
+        log.info("refused %s %s: %s", start_line.method, start_line.path[:200], message)
+        payload = orjson.dumps({"error": message})
+        self.connection.write_headers(
+            httputil.ResponseStartLine("HTTP/1.1", status, reason),
+            httputil.HTTPHeaders({"Content-Type": "application/json",
+                                  "Content-Length": str(len(payload)), "Connection": "close"}),
+            payload)
+        self.connection.finish()
+        return None
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return None if self.refused else self.delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        if not self.refused:
+            self.delegate.finish()
+
+    def on_connection_close(self) -> None:
+        if not self.refused:
+            self.delegate.on_connection_close()
+
+
+class MeterHTTPServer(tornado.httpserver.HTTPServer):
+    """Tornado's HTTP server with the connection cap and the request gates."""
+
+    def initialize(self, *args: Any, max_connections: int = 1000, **kwargs: Any) -> None:
+        kwargs.setdefault("max_header_size", HEADER_READ_LIMIT_BYTES)
+        super().initialize(*args, **kwargs)
+        self.max_connections = connection_cap(max_connections)
+        self.refused_connections = 0
+        self._refusals: set[asyncio.Future[None]] = set()
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now."""
+        return len(self._connections)
+
+    def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
+        if self.open_connections < self.max_connections:
+            super().handle_stream(stream, address)
+            return
+        self.refused_connections += 1
+        log.warning("refused a connection from %s: %d connections open, the cap is %d",
+                    address[0] if address else "?", self.open_connections, self.max_connections)
+        task = asyncio.ensure_future(refuse_stream(stream))
+        self._refusals.add(task)
+        task.add_done_callback(self._refusals.discard)
+
+    def start_request(self, server_conn: object,
+                      request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
+        return RequestGate(super().start_request(server_conn, request_conn), request_conn)
+
+
+async def refuse_stream(stream: IOStream) -> None:
+    """Read the request head (briefly), answer 503 with Retry-After and close."""
+    answer = response_bytes(503, "Service Unavailable",
+                            {"error": "too many open connections, try again shortly"},
+                            {"Retry-After": str(REFUSAL_RETRY_S)})
+    try:
+        await gen.with_timeout(stream.io_loop.time() + REFUSAL_READ_S,
+                               stream.read_until_regex(b"\r?\n\r?\n", max_bytes=8192),
+                               quiet_exceptions=(StreamClosedError, UnsatisfiableReadError))
+        await stream.write(answer)
+    except (StreamClosedError, UnsatisfiableReadError, TimeoutError, OSError):
+        pass
+    finally:
+        stream.close()
+

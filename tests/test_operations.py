@@ -1,0 +1,154 @@
+"""The server under faults and for operators: bad requests, slow clients, clocks, metrics."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from metermatrix.logfilter import RepeatFilter
+from metermatrix.periods import last_due_boundary
+from metermatrix.settings import Settings, validate_settings
+from tests.conftest import ROOT, ServerProcess
+
+
+def raw_request(server: ServerProcess, data: bytes) -> bytes:
+    """Send raw bytes, return everything the server answers before it closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_multipart_packet_gets_a_json_415(server: ServerProcess) -> None:
+    body = b"--x\r\nContent-Disposition: form-data; name=\"id\"\r\n\r\n1\r\n--x--\r\n"
+    status, payload = server.request("POST", "/meter", body, {
+        "Content-Type": "multipart/form-data; boundary=x", "X-Meter-Signature": "00"})
+    assert status == 415
+    assert "multipart/form-data" in orjson.loads(payload)["error"]
+
+
+def test_headers_over_64_kib_get_a_json_431(server: ServerProcess) -> None:
+    head = b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    answer = raw_request(server, head)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert b"over the limit" in answer.split(b"\r\n\r\n", 1)[1]
+
+
+def test_zone_with_daylight_saving_is_refused_at_start(tmp_path) -> None:
+    with pytest.raises(ValueError, match="not 48 half hours"):
+        validate_settings(Settings(timezone="Europe/London"))
+    validate_settings(Settings(timezone="Asia/Singapore"))
+    result = subprocess.run([sys.executable, str(ROOT / "server.py"), "--timezone",
+                             "Europe/London", "--data-dir", str(tmp_path), "--no-demo"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "daylight saving" in result.stderr
+
+
+def test_healthz_and_metrics_count_what_happened(server: ServerProcess) -> None:
+    status, payload = server.request("GET", "/healthz")
+    assert (status, orjson.loads(payload)) == (200, {"status": "ok"})
+    sent_at = last_due_boundary(datetime.now(UTC), ZoneInfo("UTC")) + timedelta(minutes=1)
+    assert server.post_packet(7, sent_at, 0.5)[0] == 201
+    assert server.post_packet(7, sent_at, 0.5)[0] == 200
+    assert server.post_packet(7, sent_at, 0.5, sign=False)[0] == 401
+    status, text = server.request("GET", "/metrics")
+    lines = text.decode().splitlines()
+    assert status == 200
+    for line in ('metermatrix_packets_total{outcome="stored"} 1.0',
+                 'metermatrix_packets_total{outcome="duplicate"} 1.0',
+                 'metermatrix_packets_total{outcome="unauthorized"} 1.0',
+                 "metermatrix_readings_today 1.0", "metermatrix_storage_errors_total 0.0"):
+        assert line in lines
+    commits = [line for line in lines if line.startswith("metermatrix_commit_seconds_count")]
+    assert float(commits[0].split()[1]) >= 1
+    assert any(line.startswith("metermatrix_open_connections ") for line in lines)
+
+
+def test_server_two_days_fast_warns_of_clock_drift(make_server) -> None:
+    server = make_server(extra=["--clock-offset-s", str(2 * 86400)])
+    _, payload = server.request("GET", "/api/v1/status")
+    assert orjson.loads(payload)["clock_drift"]["warning"] is None
+    sent_at = last_due_boundary(datetime.now(UTC), ZoneInfo("UTC")) + timedelta(minutes=1)
+    for meter_id in range(1, 13):  # real-time packets, filed as two days late
+        assert server.post_packet(meter_id, sent_at, 0.25)[0] == 201
+    _, payload = server.request("GET", "/api/v1/status")
+    drift = orjson.loads(payload)["clock_drift"]
+    assert drift["disagreeing"] == 12 and "check the server's clock" in drift["warning"]
+    assert server.log_path.read_text().count("clock drift") == 1  # rate-limited
+
+
+def low_file_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+
+@pytest.mark.slow
+def test_meters_get_through_many_slow_connections_under_a_low_file_limit(make_server) -> None:
+    server = make_server(preexec=low_file_limit,
+                         extra=["--idle-timeout-s", "2", "--max-connections", "1000"])
+    slow = []
+    for _ in range(400):  # each sends half a request head and then nothing
+        sock = socket.socket()
+        sock.settimeout(5)
+        try:
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(b"POST /meter HTTP/1.1\r\nHost: x\r\n")
+        except OSError:
+            sock.close()
+            continue
+        slow.append(sock)
+    sent_at = last_due_boundary(datetime.now(UTC), ZoneInfo("UTC")) + timedelta(minutes=1)
+    stored = 0
+    started = time.monotonic()
+    deadline = time.monotonic() + 60
+    for meter_id in range(1, 21):
+        while time.monotonic() < deadline:
+            try:
+                status, answer = server.post_packet(meter_id, sent_at, 0.1)
+            except OSError:
+                time.sleep(0.5)
+                continue
+            if status == 503:
+                assert "Retry" in answer["error"] or "try again" in answer["error"]
+                time.sleep(0.5)
+                continue
+            stored += status == 201
+            break
+    elapsed_s = time.monotonic() - started
+    for sock in slow:
+        sock.close()
+    assert stored == 20
+    assert server.process.poll() is None
+    log = server.log_path.read_text()
+    assert log.count("Traceback") <= 1 + elapsed_s // 10  # at most one a 10 s, not a storm
+    assert len(log) < 200_000
+
+
+def test_repeated_errors_are_logged_once_per_interval() -> None:
+    now = [0.0]
+    repeat = RepeatFilter(interval_s=10, clock=lambda: now[0])
+
+    def record() -> logging.LogRecord:
+        return logging.LogRecord("tornado", 40, __file__, 1, "accept failed: %s", ("EMFILE",),
+                                 None)
+
+    written = []
+    for step in range(1000):
+        now[0] = step * 0.05  # 1000 errors in 50 s
+        item = record()
+        if repeat.filter(item):  # type: ignore[arg-type]
+            written.append(item.msg)  # type: ignore[attr-defined]
+    assert len(written) == 5
+    assert written[1] == "accept failed: EMFILE [repeated 199 more times, held back]"
+    assert repeat.filter(logging.LogRecord("voila", 20, __file__, 1, "%s", ("a",), None))
+    assert repeat.filter(logging.LogRecord("voila", 20, __file__, 1, "%s", ("a",), None))
