@@ -151,8 +151,7 @@ class ReadingWriter:
                     elif request.kind == "any":
                         request.result = storage.store_reading(request.reading)  # type: ignore[arg-type]
                     elif request.kind == "many":
-                        request.result = [storage.store_reading(reading)
-                                          for reading in request.readings or []]
+                        request.result = storage.store_readings(request.readings or [])
         except Exception as error:  # noqa: BLE001 - every caller learns of the failure
             log.exception("commit of %d requests failed", len(requests))
             for request in requests:

@@ -257,3 +257,25 @@ def test_refused_statement_raises_storage_error_and_stores_nothing(
         storage.add_meters([1])
         storage.store_reading(Reading(1, D1, 0, -5))
     assert db.execute("SELECT COUNT(*) FROM meters").fetchone()[0] == 0
+
+
+def test_store_readings_in_bulk_answers_as_one_by_one(tmp_path: Path) -> None:
+    one, bulk = SQLiteStorage(tmp_path / "one.sqlite3"), SQLiteStorage(tmp_path / "bulk.sqlite3")
+    for storage in (one, bulk):
+        storage.save_meter(MeterRecord(1, "A", None, "East"))
+        fill(storage, Reading(1, D1, 0, 10), Reading(2, D1, 1, 20))
+        storage.close_day_from_readings(D1)
+    batch = [Reading(1, D1, 0, 10), Reading(1, D1, 0, 11), Reading(1, D1, 5, 50),
+             Reading(1, D1, 5, 50), Reading(3, D2, 0, 7), Reading(3, D2, 0, 8),
+             Reading(2, D1, 2, 30)]
+    with one.transaction():
+        expected = [one.store_reading(reading) for reading in batch]
+    with bulk.transaction():
+        assert bulk.store_readings(batch) == expected == [
+            "duplicate", "conflict", "stored", "duplicate", "stored", "conflict", "stored"]
+    for storage in (one, bulk):
+        assert storage.daily_totals_between(None, D1, D2) == [DailyTotal(1, D1, 60, 2),
+                                                             DailyTotal(2, D1, 50, 2)]
+        assert storage.readings_between([3], D2, D2) == [Reading(3, D2, 0, 7)]
+        assert storage.get_meter(3) == MeterRecord(3)
+        storage.close()

@@ -113,6 +113,10 @@ class Storage(abc.ABC):
     def store_reading(self, reading: Reading) -> Outcome:
         """Store one reading of any day; a new one on a closed day amends that day's total."""
 
+    def store_readings(self, readings: Sequence[Reading]) -> list[Outcome]:
+        """``store_reading`` for many readings, in order (backends may do it in bulk)."""
+        return [self.store_reading(reading) for reading in readings]
+
     @abc.abstractmethod
     def put_day_rows(self, day: date, meter_ids: Sequence[int],
                      rows: npt.NDArray[np.uint16]) -> None:

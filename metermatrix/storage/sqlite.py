@@ -252,6 +252,32 @@ class SQLiteStorage(DayTables, Storage):
         self.add_readings([reading])
         return "stored"
 
+    def store_readings(self, readings: Sequence[Reading]) -> list[Outcome]:
+        """``store_reading`` for many readings: one read and one write of each meter's row."""
+        by_day: dict[date, list[int]] = {}
+        for index, reading in enumerate(readings):
+            _check_energy(reading.energy_wh)
+            by_day.setdefault(reading.day, []).append(index)
+        outcomes: list[Outcome] = ["stored"] * len(readings)
+        for day, indexes in by_day.items():
+            number, closed = day_number(day), self._is_closed(day)
+            old = self._rows_of(number, sorted({readings[i].meter_id for i in indexes}))
+            changed: dict[int, tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]] = {}
+            for index in indexes:
+                reading = readings[index]
+                values, marks = changed.get(reading.meter_id) or _copy_or_empty(
+                    old.get(reading.meter_id))
+                held = int(values[reading.slot])
+                if held != MISSING:
+                    outcomes[index] = "duplicate" if held == reading.energy_wh else "conflict"
+                    continue
+                values[reading.slot] = reading.energy_wh
+                marks[reading.slot] = LATE if closed else ON_TIME
+                changed[reading.meter_id] = (values, marks)
+            self.add_meters(meter_id for meter_id in changed if meter_id not in old)
+            self._write_rows(number, changed, old if closed else None)
+        return outcomes
+
     def _is_closed(self, day: date) -> bool:
         found = self._db.execute("SELECT 1 FROM closed_days WHERE day = ?",
                                  (day.isoformat(),)).fetchone()
