@@ -19,7 +19,7 @@ import numpy as np
 from metermatrix.packets import Packet
 from metermatrix.recovery import load_snapshot, read_meta, snapshot_path
 from metermatrix.slots import SLOT_LABELS
-from metermatrix.storage import Outcome, Reading, Storage, StorageError
+from metermatrix.storage import IMPORTED_DAY, Outcome, Reading, Storage, StorageError
 from metermatrix.today import TodayStore
 from metermatrix.writer import ReadingWriter
 
@@ -50,6 +50,8 @@ class Receipt:
         if self.outcome == "conflict":
             body["error"] = "this meter already sent a different reading for this half hour"
             body["stored_kWh"] = (self.stored_wh or 0) / 1000
+        elif self.outcome == "imported":
+            body["error"] = IMPORTED_DAY
         return body
 
 
@@ -221,6 +223,10 @@ async def accept_batch(collector: Collector, packets: list[Packet], lines: list[
                 store.clear(meter_id, slot)
         raise NotStoredError(str(error)) from error
     for (line, _), outcome in zip(others, results[-1] or [], strict=True):
+        if outcome == "imported":
+            counts["conflict"] += 1
+            errors.append((line, IMPORTED_DAY))
+            continue
         counts[outcome] += 1
         if outcome == "conflict":
             errors.append((line, _CONFLICT))

@@ -431,3 +431,20 @@ def test_kill_under_load_loses_no_acknowledged_reading(make_server) -> None:
     assert missing == []
     server.start()
     assert status_of(server)["readings_today"] == len(stored)
+
+
+def test_late_packet_for_a_day_imported_as_a_total_is_refused_with_409(
+        server: ServerProcess, tmp_path: Path) -> None:
+    day = datetime.now(UTC).date() - timedelta(days=2)
+    master = tmp_path / "master.json"
+    master.write_bytes(orjson.dumps({"555555555": {"name": "Carlos", "region": "East",
+                                                   day.isoformat(): 14.755}}))
+    done = subprocess.run([sys.executable, "-m", "metermatrix", "import", str(master),
+                           "--data-dir", str(server.data_dir)], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    status, answer = server.post_packet(555555555, send_time(day, 10), 0.5)
+    assert status == 409 and answer["status"] == "imported"
+    assert "imported as a total" in str(answer["error"])
+    assert rows(server, "SELECT energy_wh, readings FROM day_totals WHERE meter_id = ?",
+                555555555) == [(14755, 48)]

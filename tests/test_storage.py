@@ -279,3 +279,14 @@ def test_store_readings_in_bulk_answers_as_one_by_one(tmp_path: Path) -> None:
         assert storage.readings_between([3], D2, D2) == [Reading(3, D2, 0, 7)]
         assert storage.get_meter(3) == MeterRecord(3)
         storage.close()
+
+
+def test_readings_for_a_day_imported_as_a_total_are_refused(storage: SQLiteStorage) -> None:
+    storage.save_meter(MeterRecord(1, "A", None, "East"))
+    storage.import_daily_totals([DailyTotal(1, D1, 14_755, 48)])
+    with storage.transaction():
+        assert storage.store_reading(Reading(1, D1, 0, 500)) == "imported"
+        assert storage.store_readings([Reading(1, D1, 1, 500), Reading(2, D1, 1, 9)]) == [
+            "imported", "stored"]
+    assert storage.daily_totals_between([1], D1, D1) == [DailyTotal(1, D1, 14_755, 48)]
+    assert storage.readings_between([1], D1, D1) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from metermatrix.storage.base import (
+    IMPORTED_DAY,
     UNASSIGNED,
     DailyTotal,
     MeterRecord,
@@ -18,6 +19,7 @@ from metermatrix.storage.base import (
 from metermatrix.storage.sqlite import SQLiteStorage
 
 __all__ = [
+    "IMPORTED_DAY",
     "UNASSIGNED", "DailyTotal", "MeterRecord", "Outcome", "Reading", "RegionDay",
     "SQLiteStorage", "SessionRecord", "Storage", "StorageError", "open_storage",
 ]

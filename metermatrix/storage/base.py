@@ -15,7 +15,10 @@ import numpy.typing as npt
 #: Region name used for meters whose owner has not registered a region yet.
 UNASSIGNED = "Unassigned"
 
-Outcome = Literal["stored", "duplicate", "conflict"]
+Outcome = Literal["stored", "duplicate", "conflict", "imported"]
+#: Why a reading for a day imported as a total is refused ("imported").
+IMPORTED_DAY = ("this day was imported as a total without half-hourly readings; its"
+                " readings are not added to it")
 
 
 class StorageError(RuntimeError):

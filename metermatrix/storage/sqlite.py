@@ -248,6 +248,8 @@ class SQLiteStorage(DayTables, Storage):
         found = self._rows_of(number, [reading.meter_id]).get(reading.meter_id)
         if found is not None and found[0][reading.slot] != MISSING:
             return "duplicate" if found[0][reading.slot] == reading.energy_wh else "conflict"
+        if found is None and self._imported(number, [reading.meter_id]):
+            return "imported"
         self.add_meters([reading.meter_id])
         self.add_readings([reading])
         return "stored"
@@ -262,9 +264,14 @@ class SQLiteStorage(DayTables, Storage):
         for day, indexes in by_day.items():
             number, closed = day_number(day), self._is_closed(day)
             old = self._rows_of(number, sorted({readings[i].meter_id for i in indexes}))
+            imported = self._imported(number, sorted({readings[i].meter_id for i in indexes
+                                                      if readings[i].meter_id not in old}))
             changed: dict[int, tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]] = {}
             for index in indexes:
                 reading = readings[index]
+                if reading.meter_id in imported:
+                    outcomes[index] = "imported"
+                    continue
                 values, marks = changed.get(reading.meter_id) or _copy_or_empty(
                     old.get(reading.meter_id))
                 held = int(values[reading.slot])
@@ -277,6 +284,24 @@ class SQLiteStorage(DayTables, Storage):
             self.add_meters(meter_id for meter_id in changed if meter_id not in old)
             self._write_rows(number, changed, old if closed else None)
         return outcomes
+
+    def _imported(self, day: int, meter_ids: Sequence[int]) -> set[int]:
+        """Meters of ``meter_ids`` whose total of ``day`` was imported without readings.
+
+        A day imported as a total has a daily total but no packed row; late readings
+        are refused for it rather than added on top of the imported figure.
+        """
+        found: set[int] = set()
+        ids = list(meter_ids)
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start:start + _CHUNK]
+            found.update(meter_id for (meter_id,) in self._db.execute(
+                f"""SELECT t.meter_id FROM daily_totals t WHERE t.day = ?
+                    AND t.meter_id IN ({",".join("?" * len(part))})
+                    AND NOT EXISTS (SELECT 1 FROM day_readings r
+                                    WHERE r.day = t.day AND r.meter_id = t.meter_id)""",
+                (day, *part)))
+        return found
 
     def _is_closed(self, day: date) -> bool:
         found = self._db.execute("SELECT 1 FROM closed_days WHERE day = ?",

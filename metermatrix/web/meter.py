@@ -14,7 +14,7 @@ from metermatrix.recovery import iter_snapshot
 from metermatrix.signing import SIGNATURE_HEADER, verify_signature
 from metermatrix.web.base import JSONHandler
 
-_STATUS = {"stored": 201, "duplicate": 200, "conflict": 409}
+_STATUS = {"stored": 201, "duplicate": 200, "conflict": 409, "imported": 409}
 
 
 class MeterHandler(JSONHandler):
