@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from metermatrix.accounts import DEMO_MANAGER, DEMO_PASSWORD
-from metermatrix.batches import MAX_BATCH_BYTES
 from metermatrix.clock import offset_clock
 from metermatrix.demo import demo_yesterday, load_demo
 from metermatrix.logfilter import limit_repeats
@@ -63,7 +62,7 @@ async def serve(settings: Settings, with_simulator: bool = False) -> None:
     if dashboards is not None:
         dashboards.start()
     app = make_app(service, extra_routes=management_routes() + proxy_routes(dashboards))
-    server = MeterHTTPServer(app, max_body_size=MAX_BATCH_BYTES + 1024, xheaders=False,
+    server = MeterHTTPServer(app, max_body_size=1024 * 1024, xheaders=False,
                              idle_connection_timeout=settings.idle_timeout_s,
                              body_timeout=settings.body_timeout_s,
                              max_connections=settings.max_connections)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import tornado.web
+
 from metermatrix.batches import (
     HEADEND_HEADER,
     HEADEND_SIGNATURE_HEADER,
+    MAX_BATCH_BYTES,
     parse_batch,
     verify_headend,
 )
@@ -74,17 +77,34 @@ class TodayHandler(JSONHandler):
             await self.flush()
 
 
+@tornado.web.stream_request_body
 class BatchHandler(JSONHandler):
-    """POST /meter/batch: a head-end system's NDJSON batch of packets, signed as a whole."""
+    """POST /meter/batch: a head-end system's NDJSON batch of packets, signed as a whole.
+
+    The only route that takes bodies above the server's 1 MiB: its limit is raised for
+    this request alone, before the body is read.
+    """
 
     def check_xsrf_cookie(self) -> None:
         """Head-end systems sign their batches instead of carrying a session."""
+
+    def prepare(self) -> None:
+        """Allow a batch's body size and collect the body as it arrives."""
+        super().prepare()
+        self._chunks: list[bytes] = []
+        connection = self.request.connection
+        if connection is not None and hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(MAX_BATCH_BYTES)
+
+    def data_received(self, chunk: bytes) -> None:
+        """Keep each piece of the body."""
+        self._chunks.append(chunk)
 
     async def post(self) -> None:
         service = self.service
         name = self.request.headers.get(HEADEND_HEADER, "")
         signature = self.request.headers.get(HEADEND_SIGNATURE_HEADER, "")
-        body = self.request.body
+        body = b"".join(self._chunks)
         if not name or not verify_headend(service.fleet_key, name, body, signature):
             return self.write_json({"error": f"missing or wrong {HEADEND_HEADER} /"
                                              f" {HEADEND_SIGNATURE_HEADER}"}, 401)
