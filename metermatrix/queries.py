@@ -25,6 +25,11 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from metermatrix.averages import (
+    average_per_meter_kwh,
+    region_day_averages_kwh,
+    region_slot_averages_kwh,
+)
 from metermatrix.periods import Period, last_due_boundary
 from metermatrix.slots import SLOT_MINUTES, SLOTS_PER_DAY, interval_start, local_day
 from metermatrix.storage import UNASSIGNED, Storage
@@ -164,11 +169,12 @@ def _region_half_hourly(storage: Storage, region: str, period: Period) -> pd.Dat
     position = {(day, slot): index for index, (day, slot, _) in enumerate(grid)}
     average_kwh = np.full(len(grid), np.nan)
     if grid:
-        rows = storage.region_slot_energy(region, grid[0][0], grid[-1][0])
-        for day, slot, energy_wh, meters in rows:
-            index = position.get((day, slot))
-            if index is not None and meters:
-                average_kwh[index] = energy_wh / meters / 1000
+        slots = region_slot_averages_kwh(
+            storage.region_slot_energy(region, grid[0][0], grid[-1][0]))
+        for key, value in slots.items():
+            index = position.get(key)
+            if index is not None:
+                average_kwh[index] = value
     return pd.DataFrame({
         "start": _time_column([start for _, _, start in grid], _tz(period)),
         "day": [day for day, _, _ in grid],
@@ -177,20 +183,29 @@ def _region_half_hourly(storage: Storage, region: str, period: Period) -> pd.Dat
     })
 
 
+def _open_day_averages(storage: Storage, region: str, open_days: list[date]
+                       ) -> dict[date, float]:
+    sums: dict[date, list[int]] = {}
+    for day, _, energy_wh, readings in storage.region_slot_energy(
+            region, open_days[0], open_days[-1]):
+        if day in open_days and readings:
+            entry = sums.setdefault(day, [0, 0, 0])
+            entry[0] += energy_wh
+            entry[1] += readings
+            entry[2] += 1
+    return {day: float(average_per_meter_kwh(*entry)) for day, entry in sums.items()}
+
+
 def _region_daily(storage: Storage, region: str, period: Period, now: datetime
                   ) -> pd.DataFrame:
     days = period.days()
     today = local_day(now, _tz(period))
     average_kwh = {day: np.nan for day in days}
-    for row in storage.region_days_between(days[0], days[-1]):
-        if row.region == region and row.meters:
-            average_kwh[row.day] = row.energy_wh / row.meters / 1000
+    closed = region_day_averages_kwh(storage.region_days_between(days[0], days[-1]), region)
+    average_kwh.update({day: value for day, value in closed.items() if day in average_kwh})
     open_days = [day for day in days if day <= today and np.isnan(average_kwh[day])]
-    if open_days:  # the average meter's day so far: the sum of the per-slot averages
-        for day, _, energy_wh, meters in storage.region_slot_energy(
-                region, open_days[0], open_days[-1]):
-            if day in open_days and meters:
-                average_kwh[day] = np.nan_to_num(average_kwh[day]) + energy_wh / meters / 1000
+    if open_days:  # a day not closed yet: its readings so far, over the half hours with data
+        average_kwh.update(_open_day_averages(storage, region, open_days))
     return pd.DataFrame({
         "start": _time_column([interval_start(day, 0, _tz(period)) for day in days],
                               _tz(period)),

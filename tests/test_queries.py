@@ -159,8 +159,19 @@ def test_daily_region_average_adds_today_to_closed_days(storage: Storage) -> Non
     frame = region_average(storage, "West", resolve_period("current-week", now, UTC), now)
     by_day = dict(zip(frame["day"], frame["average_kwh"], strict=True))
     assert by_day[date(2026, 11, 26)] == 8.0
-    assert by_day[date(2026, 11, 27)] == pytest.approx(0.2 + 0.3)
+    # today so far: 700 Wh over 3 readings, times the 2 half hours that have data
+    assert by_day[date(2026, 11, 27)] == pytest.approx(0.7 / 3 * 2)
     assert math.isnan(by_day[date(2026, 11, 25)])
+
+
+def test_a_gappy_meter_counts_for_the_half_hours_it_reported(storage: Storage) -> None:
+    # B sent 12 of 48 readings: counting it as a whole meter would halve the average
+    storage.import_daily_totals([DailyTotal(A, date(2026, 11, 26), 10_000, 48),
+                                 DailyTotal(B, date(2026, 11, 26), 1_500, 12)])
+    now = local(2026, 11, 27, 1, 10, UTC)
+    frame = region_average(storage, "West", resolve_period("current-week", now, UTC), now)
+    by_day = dict(zip(frame["day"], frame["average_kwh"], strict=True))
+    assert by_day[date(2026, 11, 26)] == pytest.approx(11.5 / 60 * 48)
 
 
 def test_open_day_compares_with_yesterday_up_to_the_same_time(storage: Storage) -> None:

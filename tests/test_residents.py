@@ -19,9 +19,11 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from tornado.escape import xhtml_escape
 
 from metermatrix.accounts import DEMO_PASSWORD
 from metermatrix.activation import activation_code, load_activation_key
+from metermatrix.averages import DEFINITION
 from metermatrix.periods import RESIDENT_PERIODS, last_due_boundary
 from metermatrix.slots import SLOT_LABELS
 from metermatrix.storage import open_storage
@@ -393,6 +395,7 @@ def test_every_period_has_a_graph_numbers_and_a_cost(shared: ServerProcess) -> N
             assert total == "nan" and "0.00 kWh" not in page.text
         else:
             assert f"S${float(total) * 0.30:.2f}" in page.text and float(total) > 0
+        assert xhtml_escape(DEFINITION) in page.text  # the one average-per-meter definition, stated
 
 
 def test_prev_hr_shows_the_two_half_hours_just_sent(shared: ServerProcess) -> None:

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 import tornado.web
 
+from metermatrix.averages import DEFINITION
 from metermatrix.charts import consumption_svg
 from metermatrix.periods import RESIDENT_PERIODS, Period, PeriodError, resolve_period
 from metermatrix.queries import MeterConsumption, meter_consumption
@@ -174,7 +175,7 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
         svg = consumption_svg(result.rows, period, previous_name, f"{result.region} average")
         self.render("consumption.html", result=result, svg=svg, table=table_rows(result),
                     previous_name=previous_name, settings=self.service.settings,
-                    meter_id=meter_id)
+                    meter_id=meter_id, average_definition=DEFINITION)
 
     def send_csv(self, result: MeterConsumption) -> None:
         """The period's rows as a CSV download."""
