@@ -72,11 +72,9 @@ def _convert_version_1(db: sqlite3.Connection) -> None:
         for day in days:
             _pack_day(db, day)
         db.execute("DELETE FROM daily_totals")
-        for text, meter_id, energy_wh, readings in db.execute(
-                "SELECT day, meter_id, energy_wh, readings FROM v1_daily_totals").fetchall():
-            db.execute("INSERT INTO daily_totals (day, meter_id, energy_wh, readings)"
-                       " VALUES (?, ?, ?, ?)",
-                       (day_number(date.fromisoformat(text)), meter_id, energy_wh, readings))
+        db.execute("""INSERT INTO daily_totals (day, meter_id, energy_wh, readings)
+                      SELECT CAST(julianday(day) - julianday('1970-01-01') AS INTEGER),
+                             meter_id, energy_wh, readings FROM v1_daily_totals""")
         _fill_region_slots(db)
         db.execute("DROP TABLE v1_readings")
         db.execute("DROP TABLE v1_daily_totals")
