@@ -283,6 +283,29 @@ def _total(values: NDArray[np.float64]) -> float:
     return float(np.nansum(values)) if np.isfinite(values).any() else math.nan
 
 
+def _previous_up_to_now(storage: Storage, meter_id: int, period: Period, previous: Period,
+                        before: NDArray[np.float64], now: datetime) -> NDArray[np.float64]:
+    """The previous period's values [kWh] up to the same offset into it as ``now`` is.
+
+    Whole days come from ``before`` (its daily values); the day the offset falls in adds
+    its half hours before the offset.
+    """
+    offset = last_due_boundary(now, _tz(period)) - period.start
+    cutoff = min(previous.start + offset, previous.end)
+    whole = (cutoff.date() - previous.first_day).days
+    values = before[:whole]
+    part_start = _local_midnight(previous.first_day + timedelta(days=whole), _tz(period))
+    if part_start < cutoff:
+        part = Period("custom", part_start, cutoff, "half-hour")
+        halves = half_hourly(storage, [meter_id], part, now)["energy_kwh"].to_numpy()
+        values = np.concatenate([values, halves])
+    return np.asarray(values, dtype=np.float64)
+
+
+def _local_midnight(day: date, tz: tzinfo) -> datetime:
+    return datetime.combine(day, datetime.min.time(), tz)
+
+
 def meter_consumption(storage: Storage, meter_id: int, region: str | None, period: Period,
                       now: datetime, averages: RegionAverageCache | None = None
                       ) -> MeterConsumption:
@@ -303,7 +326,9 @@ def meter_consumption(storage: Storage, meter_id: int, region: str | None, perio
     rows["previous_kwh"] = aligned
     rows["region_average_kwh"] = region_kwh
     due = (rows["status"] != "pending").to_numpy()
-    previous_due = before if period.end <= now or period.resolution == "day" else aligned[due]
+    previous_due = before if period.end <= now else aligned[due]
+    if period.resolution == "day" and period.end > now:
+        previous_due = _previous_up_to_now(storage, meter_id, period, previous, before, now)
     return MeterConsumption(
         meter_id=meter_id, region=region or UNASSIGNED, period=period, previous=previous,
         rows=rows,

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from metermatrix.periods import resolve_period
+from metermatrix.periods import last_due_boundary, resolve_period
 from metermatrix.queries import (
     RegionAverageCache,
     consumption,
@@ -225,3 +225,29 @@ def test_meter_consumption_with_cache_equals_without(storage: Storage) -> None:
     assert np.array_equal(plain.rows["region_average_kwh"].to_numpy(),
                           cached.rows["region_average_kwh"].to_numpy(), equal_nan=True)
     assert plain.region_total_kwh == pytest.approx(0.3)
+
+
+LIKE_FOR_LIKE = [  # (period, now): start, middle and end of a week and of a month
+    ("current-week", (2026, 11, 23, 0, 40)),  # Monday: one half hour due
+    ("current-week", (2026, 11, 25, 13, 15)),  # Wednesday afternoon
+    ("current-week", (2026, 11, 29, 23, 50)),  # Sunday night
+    ("current-month", (2026, 11, 1, 5, 0)),
+    ("current-month", (2026, 11, 15, 12, 0)),
+    ("current-month", (2026, 12, 31, 23, 45)),  # longer than November: capped at its end
+]
+
+
+@pytest.mark.parametrize("tz", [UTC, SGT], ids=["UTC", "Singapore"])
+@pytest.mark.parametrize(("name", "when"), LIKE_FOR_LIKE)
+def test_an_open_period_is_compared_with_the_previous_up_to_the_same_offset(
+        storage: Storage, tz: ZoneInfo, name: str, when: tuple[int, int, int, int, int]) -> None:
+    now = local(*when, tz)
+    period = resolve_period(name, now, tz)
+    previous = period.previous()
+    for day in previous.days():  # 100 Wh in every half hour of the previous period
+        add(storage, A, day, {slot: 100 for slot in range(48)})
+    result = meter_consumption(storage, A, "West", period, now)
+    due_s = (last_due_boundary(now, tz) - period.start).total_seconds()
+    previous_s = (previous.end - previous.start).total_seconds()
+    half_hours = int(min(due_s, previous_s) // 1800)
+    assert result.previous_total_kwh == pytest.approx(half_hours * 0.1)

@@ -395,6 +395,8 @@ def test_every_period_has_a_graph_numbers_and_a_cost(shared: ServerProcess) -> N
             assert total == "nan" and "0.00 kWh" not in page.text
         else:
             assert f"S${float(total) * 0.30:.2f}" in page.text and float(total) > 0
+        if name in ("current-week", "current-month"):  # open: compared like for like
+            assert "up to the same time" in page.text
         assert xhtml_escape(DEFINITION) in page.text  # the one average-per-meter definition, stated
 
 
