@@ -345,3 +345,32 @@ def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0..100) of ``values``."""
     return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
 
+
+
+# -- filling a master database fast (the packed layout of storage/schema.sql) ------
+def insert_day_rows(db: sqlite3.Connection, meter_ids: Sequence[int], day: date,
+                    energy_wh: np.ndarray) -> None:
+    """Packed rows of one day: (meters x slots) readings [Wh], negative ones missing."""
+    from metermatrix.storage.packing import ALL_ON_TIME, MISSING, day_number, pack_rows
+
+    values = np.full((len(meter_ids), 48), MISSING, np.uint16)
+    present = np.asarray(energy_wh) >= 0
+    values[:, : present.shape[1]] = np.where(present, energy_wh, MISSING)
+    number = day_number(day)
+    db.executemany("INSERT OR REPLACE INTO day_readings (day, meter_id, slots_wh, marks)"
+                   " VALUES (?, ?, ?, ?)",
+                   ((number, int(m), blob, ALL_ON_TIME)
+                    for m, blob in zip(meter_ids, pack_rows(values), strict=True)))
+
+
+def insert_daily_totals(db: sqlite3.Connection, meter_ids: Sequence[int], days: list[date],
+                        energy_wh: np.ndarray, readings: int = 48) -> None:
+    """(meters x days) daily totals [Wh], a day at a time (the table's key order)."""
+    from metermatrix.storage.packing import day_number
+
+    for column, day in enumerate(days):
+        number = day_number(day)
+        db.executemany("INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
+                       " VALUES (?, ?, ?, ?)",
+                       ((number, int(m), int(wh), readings) for m, wh in
+                        zip(meter_ids, np.asarray(energy_wh)[:, column].tolist(), strict=True)))

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -36,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (  # noqa: E402
     cpu_seconds,
+    insert_daily_totals,
+    insert_day_rows,
     median,
     percentile,
     start_server,
@@ -52,7 +53,6 @@ from metermatrix.storage import MeterRecord, open_storage  # noqa: E402
 AIM_MS = 100.0
 PASSWORD = "bench-password-1"
 SEED = 7
-_DAY_INDEXES = ("readings_day", "daily_totals_day")
 _ACCESS = re.compile(r"\d{3} GET (/profile/\d+/consumption\?period=[\w-]+) .*? ([\d.]+)ms")
 
 
@@ -81,8 +81,6 @@ def build_database(data_dir: Path, meters: int, fleet_days: int, tz: ZoneInfo) -
     db = sqlite3.connect(data_dir / "metermatrix.sqlite3", isolation_level=None)
     db.execute("PRAGMA synchronous = OFF")
     db.execute("PRAGMA cache_size = -1000000")
-    for index in _DAY_INDEXES:  # rebuilt by open_storage below, faster than kept up to date
-        db.execute(f"DROP INDEX {index}")
     # Every meter's half hours of the last days and today so far; the resident's whole year.
     recent = days[-fleet_days:] if fleet_days else []
     fleet_wh = np.stack([fleet_day_energy_wh(ids, day, SEED) for day in recent + [today]], 1)
@@ -112,27 +110,14 @@ def build_database(data_dir: Path, meters: int, fleet_days: int, tz: ZoneInfo) -
 def insert_totals(db: sqlite3.Connection, meter_ids: np.ndarray, days: list[date],
                   totals_wh: np.ndarray) -> None:
     """executemany the (meters x days) daily totals, in key order."""
-    texts = [day.isoformat() for day in days]
-    rows = zip(np.repeat(meter_ids, len(days)).tolist(), texts * len(meter_ids),
-               totals_wh.ravel().tolist(), strict=True)
-    db.executemany("INSERT INTO daily_totals (meter_id, day, energy_wh, readings)"
-                   f" VALUES (?, ?, ?, {SLOTS_PER_DAY})", rows)
+    insert_daily_totals(db, meter_ids.tolist(), days, totals_wh, SLOTS_PER_DAY)
 
 
 def insert_readings(db: sqlite3.Connection, meter_ids: np.ndarray, days: list[date],
                     energy_wh: np.ndarray) -> None:
-    """executemany (meters x days x 48) readings in key order; negative ones are not sent."""
-    texts = [day.isoformat() for day in days]
-
-    def rows() -> Iterator[tuple[int, str, int, int]]:
-        for row, meter_id in enumerate(meter_ids.tolist()):
-            for column, text in enumerate(texts):
-                for slot, wh in enumerate(energy_wh[row, column].tolist()):
-                    if wh >= 0:
-                        yield meter_id, text, slot, wh
-
-    db.executemany("INSERT INTO readings (meter_id, day, slot, energy_wh) VALUES (?, ?, ?, ?)",
-                   rows())
+    """Packed (meters x days x 48) readings, a day at a time; negative ones are not sent."""
+    for column, day in enumerate(days):
+        insert_day_rows(db, meter_ids.tolist(), day, energy_wh[:, column])
 
 
 class Client:
@@ -223,7 +208,7 @@ def main() -> None:
             server.stop()
         server_ms = server_times(server.log_path.read_text())
         rows = (sqlite3.connect(data_dir / "metermatrix.sqlite3")
-                .execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+                .execute("SELECT COUNT(*) * 48 FROM day_readings").fetchone()[0])
     periods = {  # the first request also computes the region's average (then shared)
         period: {
             "server_median_ms": round(median(server_ms[period][1:]), 2),

@@ -49,6 +49,8 @@ from bench._common import (  # noqa: E402
     evening_timezone,
     free_port,
     http_request,
+    insert_daily_totals,
+    insert_day_rows,
     median,
     open_loop,
     packet_lines,
@@ -109,7 +111,7 @@ def build_database(data_dir: Path, meters: int, days: int, tz: ZoneInfo,
     for day, slots in ((history[-1], SLOTS_PER_DAY), (today, slots_elapsed(today, now, tz))):
         insert_readings(db, ids, day, rng.integers(20, 900, size=(len(ids), slots)))
     counts = {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-              for table in ("meters", "daily_totals", "region_daily", "readings")}
+              for table in ("meters", "daily_totals", "region_daily", "day_readings")}
     db.close()
     return counts
 
@@ -117,13 +119,8 @@ def build_database(data_dir: Path, meters: int, days: int, tz: ZoneInfo,
 def insert_readings(db: sqlite3.Connection, meter_ids: np.ndarray, day: date,
                     energy_wh: np.ndarray) -> None:
     """The (meters x slots) readings of one day, in one transaction."""
-    slots = energy_wh.shape[1]
-    rows = zip(np.repeat(meter_ids, slots).tolist(), [day.isoformat()] * energy_wh.size,
-               np.tile(np.arange(slots), len(meter_ids)).tolist(), energy_wh.ravel().tolist(),
-               strict=True)
     db.execute("BEGIN")
-    db.executemany("INSERT INTO readings (meter_id, day, slot, energy_wh) VALUES (?, ?, ?, ?)",
-                   rows)
+    insert_day_rows(db, meter_ids.tolist(), day, energy_wh)
     db.execute("COMMIT")
 
 
@@ -131,15 +128,11 @@ def insert_totals(db: sqlite3.Connection, meter_ids: np.ndarray, days: list[date
                   energy_wh: np.ndarray) -> None:
     """Daily totals meter by meter (key order), then region totals and closed days by SQL."""
     texts = [day.isoformat() for day in days]
-    rows = zip(np.repeat(meter_ids, len(days)).tolist(), texts * len(meter_ids),
-               energy_wh.ravel().tolist(), [SLOTS_PER_DAY] * energy_wh.size, strict=True)
     db.execute("BEGIN")
-    db.execute("DROP INDEX IF EXISTS daily_totals_day")
-    db.executemany("INSERT INTO daily_totals (meter_id, day, energy_wh, readings)"
-                   " VALUES (?, ?, ?, ?)", rows)
-    db.execute("CREATE INDEX daily_totals_day ON daily_totals (day)")
+    insert_daily_totals(db, meter_ids.tolist(), days, energy_wh, SLOTS_PER_DAY)
     db.execute("""INSERT INTO region_daily (region, day, energy_wh, meters, readings)
-                  SELECT COALESCE(m.region, 'Unassigned'), t.day, SUM(t.energy_wh), COUNT(*),
+                  SELECT COALESCE(m.region, 'Unassigned'),
+                         date(t.day * 86400, 'unixepoch'), SUM(t.energy_wh), COUNT(*),
                          SUM(t.readings)
                   FROM daily_totals t LEFT JOIN meters m USING (meter_id) GROUP BY 1, 2""")
     db.executemany("INSERT INTO closed_days (day, closed_at) VALUES (?, ?)",

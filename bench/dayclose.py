@@ -46,6 +46,7 @@ from bench._common import (  # noqa: E402
     child_pids,
     evening_timezone,
     http_request,
+    insert_day_rows,
     median,
     open_loop,
     packet_lines,
@@ -59,7 +60,8 @@ from metermatrix.collector import Collector  # noqa: E402
 from metermatrix.fleet import REGIONS  # noqa: E402
 from metermatrix.recovery import write_snapshot  # noqa: E402
 from metermatrix.slots import SLOTS_PER_DAY  # noqa: E402
-from metermatrix.storage import open_storage  # noqa: E402
+from metermatrix.storage import Storage, open_storage  # noqa: E402
+from metermatrix.storage.packing import day_number  # noqa: E402
 from metermatrix.today import MISSING, TodayStore  # noqa: E402
 from metermatrix.writer import ReadingWriter  # noqa: E402
 
@@ -112,6 +114,8 @@ async def close_days(store: TodayStore, data_dir: Path, days: int) -> list[dict[
     try:
         for index in range(days):
             day = store.day
+            ids, values = store.meter_ids().tolist(), store.matrix().copy()
+            await writer.run(lambda storage, d=day, i=ids, v=values: _put_rows(storage, d, i, v))
             expected_wh = int(store.totals()[1].sum())
             started = time.perf_counter()
             store.totals()
@@ -129,10 +133,16 @@ async def close_days(store: TodayStore, data_dir: Path, days: int) -> list[dict[
     return timings
 
 
+def _put_rows(storage: Storage, day: date, ids: list[int], values: np.ndarray) -> None:
+    """The day's rows as the group commits would have left them (not timed)."""
+    with storage.transaction():
+        storage.put_day_rows(day, ids, values)
+
+
 def stored_total(data_dir: Path, day: date) -> int:
     with sqlite3.connect(data_dir / "metermatrix.sqlite3") as db:
         (total,) = db.execute("SELECT SUM(energy_wh) FROM daily_totals WHERE day = ?",
-                              (day.isoformat(),)).fetchone()
+                              (day_number(day),)).fetchone()
     return int(total)
 
 
@@ -243,10 +253,9 @@ def bench_snapshot(store: TodayStore, work: Path, baselines: bool) -> dict[str, 
 def prefill_live(data_dir: Path, day: date, meters: int) -> None:
     """A data folder with ``meters`` meters that each sent slot 0 of ``day``."""
     prepare_database(data_dir, meters)
-    rows = ((meter_id, day.isoformat(), 0, 300) for meter_id in meter_ids(meters).tolist())
+    ids = meter_ids(meters).tolist()
     with sqlite3.connect(data_dir / "metermatrix.sqlite3") as db:
-        db.executemany("INSERT INTO readings (meter_id, day, slot, energy_wh) VALUES (?,?,?,?)",
-                       rows)
+        insert_day_rows(db, ids, day, np.full((len(ids), 1), 300))
         db.commit()
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the server starts with an empty WAL
 
