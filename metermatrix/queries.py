@@ -33,6 +33,7 @@ from metermatrix.averages import (
 from metermatrix.periods import Period, last_due_boundary
 from metermatrix.slots import SLOT_MINUTES, SLOTS_PER_DAY, interval_start, local_day
 from metermatrix.storage import UNASSIGNED, Storage
+from metermatrix.today import TodayStore
 
 _HALF_HOUR = timedelta(minutes=SLOT_MINUTES)
 
@@ -151,26 +152,43 @@ def consumption(storage: Storage, meter_ids: Sequence[int], period: Period,
 
 
 def region_average(storage: Storage, region: str | None, period: Period,
-                   now: datetime) -> pd.DataFrame:
+                   now: datetime, today: TodayStore | None = None) -> pd.DataFrame:
     """The region's average consumption per reporting meter for each interval of ``period``.
 
     Columns: ``start`` (tz-aware local time), ``day`` (local date), ``slot`` (half-hourly
     periods only), ``average_kwh`` [kWh per meter] (NaN where no meter of the region reported).
-    ``region`` None means the meters without a region ("Unassigned").
+    ``region`` None means the meters without a region ("Unassigned"). ``today``, the server's
+    store of the open day with its region sums, answers for that day instead of the database.
     """
     name = region or UNASSIGNED
+    if today is not None and today.regions is None:
+        today = None
     if period.resolution == "half-hour":
-        return _region_half_hourly(storage, name, period)
-    return _region_daily(storage, name, period, now)
+        return _region_half_hourly(storage, name, period, today)
+    return _region_daily(storage, name, period, now, today)
 
 
-def _region_half_hourly(storage: Storage, region: str, period: Period) -> pd.DataFrame:
+def region_slot_energy(storage: Storage, region: str, first: date, last: date,
+                       today: TodayStore | None = None) -> list[tuple[date, int, int, int]]:
+    """``Storage.region_slot_energy``, with the open day taken from ``today`` when given."""
+    if today is None or not first <= today.day <= last:
+        return storage.region_slot_energy(region, first, last)
+    rows = (storage.region_slot_energy(region, first, today.day - timedelta(days=1))
+            if first < today.day else [])
+    energy_wh, readings = today.region_slots(region)
+    rows.extend((today.day, slot, int(energy_wh[slot]), int(readings[slot]))
+                for slot in np.flatnonzero(readings).tolist())
+    return rows
+
+
+def _region_half_hourly(storage: Storage, region: str, period: Period,
+                        today: TodayStore | None) -> pd.DataFrame:
     grid = _slot_grid(period)
     position = {(day, slot): index for index, (day, slot, _) in enumerate(grid)}
     average_kwh = np.full(len(grid), np.nan)
     if grid:
         slots = region_slot_averages_kwh(
-            storage.region_slot_energy(region, grid[0][0], grid[-1][0]))
+            region_slot_energy(storage, region, grid[0][0], grid[-1][0], today))
         for key, value in slots.items():
             index = position.get(key)
             if index is not None:
@@ -183,11 +201,11 @@ def _region_half_hourly(storage: Storage, region: str, period: Period) -> pd.Dat
     })
 
 
-def _open_day_averages(storage: Storage, region: str, open_days: list[date]
-                       ) -> dict[date, float]:
+def _open_day_averages(storage: Storage, region: str, open_days: list[date],
+                       today: TodayStore | None) -> dict[date, float]:
     sums: dict[date, list[int]] = {}
-    for day, _, energy_wh, readings in storage.region_slot_energy(
-            region, open_days[0], open_days[-1]):
+    for day, _, energy_wh, readings in region_slot_energy(
+            storage, region, open_days[0], open_days[-1], today):
         if day in open_days and readings:
             entry = sums.setdefault(day, [0, 0, 0])
             entry[0] += energy_wh
@@ -196,8 +214,8 @@ def _open_day_averages(storage: Storage, region: str, open_days: list[date]
     return {day: float(average_per_meter_kwh(*entry)) for day, entry in sums.items()}
 
 
-def _region_daily(storage: Storage, region: str, period: Period, now: datetime
-                  ) -> pd.DataFrame:
+def _region_daily(storage: Storage, region: str, period: Period, now: datetime,
+                  today_store: TodayStore | None) -> pd.DataFrame:
     days = period.days()
     today = local_day(now, _tz(period))
     average_kwh = {day: np.nan for day in days}
@@ -205,7 +223,7 @@ def _region_daily(storage: Storage, region: str, period: Period, now: datetime
     average_kwh.update({day: value for day, value in closed.items() if day in average_kwh})
     open_days = [day for day in days if day <= today and np.isnan(average_kwh[day])]
     if open_days:  # a day not closed yet: its readings so far, over the half hours with data
-        average_kwh.update(_open_day_averages(storage, region, open_days))
+        average_kwh.update(_open_day_averages(storage, region, open_days, today_store))
     return pd.DataFrame({
         "start": _time_column([interval_start(day, 0, _tz(period)) for day in days],
                               _tz(period)),
@@ -230,13 +248,13 @@ class RegionAverageCache:
         self._frames: dict[tuple[object, ...], tuple[float, pd.DataFrame]] = {}
 
     def get(self, storage: Storage, region: str | None, period: Period,
-            now: datetime) -> pd.DataFrame:
-        """``region_average(storage, region, period, now)``, reused for ``max_age_s``."""
+            now: datetime, today: TodayStore | None = None) -> pd.DataFrame:
+        """``region_average(storage, region, period, now, today)``, reused for ``max_age_s``."""
         key = (region or UNASSIGNED, period.start, period.end, period.resolution,
                last_due_boundary(now, _tz(period)))
         made_at, frame = self._frames.get(key, (-math.inf, None))
         if frame is None or self.clock() - made_at > self.max_age_s:
-            frame = region_average(storage, region, period, now)
+            frame = region_average(storage, region, period, now, today)
             self._frames.pop(key, None)
             self._frames[key] = (self.clock(), frame)
             while len(self._frames) > self.size:
@@ -307,19 +325,20 @@ def _local_midnight(day: date, tz: tzinfo) -> datetime:
 
 
 def meter_consumption(storage: Storage, meter_id: int, region: str | None, period: Period,
-                      now: datetime, averages: RegionAverageCache | None = None
-                      ) -> MeterConsumption:
+                      now: datetime, averages: RegionAverageCache | None = None,
+                      today: TodayStore | None = None) -> MeterConsumption:
     """One meter's consumption in ``period``, with the previous period and region average.
 
     ``averages`` shares the region's averages between calls (pages); notebooks leave it out.
+    ``today`` (the server's store of the open day) gives the open day's region sums.
     Totals cover the intervals that are due: an open period (today, this week) is compared
     with the same stretch of the previous one, a closed period with the whole of it.
     """
     rows = consumption(storage, [meter_id], period, now).drop(columns="meter_id")
     previous = period.previous()
     before = consumption(storage, [meter_id], previous, now)["energy_kwh"].to_numpy()
-    region_frame = (averages.get(storage, region, period, now) if averages is not None
-                    else region_average(storage, region, period, now))
+    region_frame = (averages.get(storage, region, period, now, today) if averages is not None
+                    else region_average(storage, region, period, now, today))
     region_kwh = region_frame["average_kwh"].to_numpy()
     aligned = np.full(len(rows), np.nan)
     aligned[: min(len(rows), len(before))] = before[: len(rows)]

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from metermatrix import metrics
 from metermatrix.collector import Collector
+from metermatrix.meterregions import MeterRegions
 from metermatrix.packets import PacketRules
 from metermatrix.recovery import snapshot_path, write_snapshot
 from metermatrix.routines import (
@@ -60,7 +61,8 @@ class MeterService:
         self.writer.start()
         open_day = open_day_for(self.clock(), self.settings)
         missed = await self.writer.run(lambda storage: catch_up(storage, open_day))
-        store = TodayStore(open_day, self.settings.max_reading_wh)
+        store = TodayStore(open_day, self.settings.max_reading_wh,
+                           regions=MeterRegions.from_storage(self.storage))
         self.collector = Collector(store, self.writer)
         restored = self.collector.restore(self.storage, open_day)
         merged = await self.collector.merge_snapshot(self.settings.recovery_dir,

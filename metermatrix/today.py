@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -17,12 +18,24 @@ from metermatrix.slots import SLOT_LABELS, SLOTS_PER_DAY
 
 #: Cell value of an empty slot.
 MISSING = 0xFFFF
+#: Rows summed at a time when the region sums are recounted.
+_RECOUNT_ROWS = 1 << 16
+
+
+class RegionCodes(Protocol):
+    """Meter id -> small region code; ``names[code]`` is the region (see MeterRegions)."""
+
+    names: list[str]
+
+    def codes_of(self, meter_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int16]:
+        """The region code of each meter, in the order given."""
 
 
 class TodayStore:
     """Half-hourly readings of the open day, by meter and slot [Wh]."""
 
-    def __init__(self, day: date, max_reading_wh: int, capacity: int = 1024) -> None:
+    def __init__(self, day: date, max_reading_wh: int, capacity: int = 1024,
+                 regions: RegionCodes | None = None) -> None:
         self.day = day
         self.max_reading_wh = max_reading_wh
         if not 0 < max_reading_wh < MISSING:
@@ -33,6 +46,11 @@ class TodayStore:
         self._ids = np.zeros(max(capacity, 1), np.int64)
         self._rows: dict[int, int] = {}
         self._readings = 0
+        # Per region and slot, kept in step with every put and clear: energy [Wh], readings.
+        self.regions = regions
+        self._group = np.zeros(max(capacity, 1), np.int16)
+        self._region_wh = np.zeros((0, SLOTS_PER_DAY), np.int64)
+        self._region_readings = np.zeros((0, SLOTS_PER_DAY), np.int64)
         #: Changes whenever a reading is put or cleared (caches of figures compare it).
         self.version = 0
 
@@ -50,14 +68,27 @@ class TodayStore:
                 self._grow(2 * row)
             self._ids[row] = meter_id
             self._rows[meter_id] = row
+            if self.regions is not None:
+                self._group[row] = self.regions.codes_of(np.array([meter_id], np.int64))[0]
+                self._fit_regions()
         return row
+
+    def _fit_regions(self) -> None:
+        assert self.regions is not None
+        missing = len(self.regions.names) - len(self._region_wh)
+        if missing > 0:
+            extra = np.zeros((missing, SLOTS_PER_DAY), np.int64)
+            self._region_wh = np.concatenate([self._region_wh, extra])
+            self._region_readings = np.concatenate([self._region_readings, extra])
 
     def _grow(self, capacity: int) -> None:
         values = np.full((capacity, SLOTS_PER_DAY), self.missing, self.dtype)
         values[: len(self._values)] = self._values
         ids = np.zeros(capacity, np.int64)
         ids[: len(self._ids)] = self._ids
-        self._values, self._ids = values, ids
+        group = np.zeros(capacity, np.int16)
+        group[: len(self._group)] = self._group
+        self._values, self._ids, self._group = values, ids, group
 
     def reserve(self, meters: int) -> None:
         """Make room for ``meters`` meters up front (avoids regrowing while filling)."""
@@ -77,8 +108,14 @@ class TodayStore:
         if not 0 <= energy_wh <= self.max_reading_wh:
             raise ValueError(f"energy_wh {energy_wh} outside 0..{self.max_reading_wh}")
         row = self._row_of(meter_id)  # may grow (replace) the matrix: look it up after
-        if self._values[row, slot] == self.missing:
+        old = int(self._values[row, slot])
+        if old == self.missing:
             self._readings += 1
+            old = 0
+            if self.regions is not None:
+                self._region_readings[self._group[row], slot] += 1
+        if self.regions is not None:
+            self._region_wh[self._group[row], slot] += energy_wh - old
         self._values[row, slot] = energy_wh
         self.version += 1
 
@@ -86,6 +123,9 @@ class TodayStore:
         """Forget a reading (its write failed and was never acknowledged)."""
         row = self._rows.get(meter_id)
         if row is not None and self._values[row, slot] != self.missing:
+            if self.regions is not None:
+                self._region_wh[self._group[row], slot] -= int(self._values[row, slot])
+                self._region_readings[self._group[row], slot] -= 1
             self._values[row, slot] = self.missing
             self._readings -= 1
             self.version += 1
@@ -129,13 +169,66 @@ class TodayStore:
         """
         self.reserve(len(self._rows) + len(meter_ids))
         rows = np.empty(len(meter_ids), np.intp)
+        known = self._rows
+        new: list[int] = []
         for index, meter_id in enumerate(meter_ids.tolist()):
-            rows[index] = self._row_of(meter_id)
+            row = known.get(meter_id)
+            if row is None:
+                row = known[meter_id] = len(known)
+                new.append(row)
+            rows[index] = row
+        self._ids[rows] = meter_ids
+        if self.regions is not None and new:
+            self._group[new] = self.regions.codes_of(self._ids[new])
+            self._fit_regions()
         current = self._values[rows]
         self._values[rows] = np.where(current != self.missing, current, values)
         self._readings = int(np.count_nonzero(self.matrix() != self.missing))
+        self._recount_regions()
         self.version += 1
         return self._readings
+
+    def _recount_regions(self) -> None:
+        """Sum every region's slots afresh from the matrix (after a bulk change)."""
+        if self.regions is None:
+            return
+        self._region_wh.fill(0)
+        self._region_readings.fill(0)
+        groups = len(self._region_wh)
+        for start in range(0, len(self._rows), _RECOUNT_ROWS):
+            values = self._values[start: start + _RECOUNT_ROWS][: len(self._rows) - start]
+            onehot = (self._group[start: start + len(values)]
+                      == np.arange(groups)[:, np.newaxis]).astype(np.float64)
+            present = values != self.missing
+            # Exact: float64 holds integers below 2**53, far above a region's day.
+            self._region_wh += (onehot @ np.where(present, values, 0)).astype(np.int64)
+            self._region_readings += (onehot @ present).astype(np.int64)
+
+    def region_slots(self, region: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(energy_wh, readings) per slot of ``region``'s meters so far (zeros if none)."""
+        if self.regions is None:
+            raise ValueError("this store keeps no region sums")
+        names = self.regions.names
+        if region not in names or names.index(region) >= len(self._region_wh):
+            return np.zeros(SLOTS_PER_DAY, np.int64), np.zeros(SLOTS_PER_DAY, np.int64)
+        code = names.index(region)
+        return self._region_wh[code].copy(), self._region_readings[code].copy()
+
+    def move(self, meter_id: int, code: int) -> None:
+        """Count a meter's readings under region ``code`` from now on (its region changed)."""
+        row = self._rows.get(meter_id)
+        if row is None or self.regions is None:
+            return
+        self._fit_regions()
+        values = self._values[row]
+        present = values != self.missing
+        old = self._group[row]
+        self._region_wh[old] -= np.where(present, values, 0)
+        self._region_readings[old] -= present
+        self._region_wh[code] += np.where(present, values, 0)
+        self._region_readings[code] += present
+        self._group[row] = code
+        self.version += 1
 
     def iter_readings(self) -> Iterator[tuple[int, int, int]]:
         """Every (meter_id, slot, energy_wh) held, by row then slot."""
@@ -157,4 +250,6 @@ class TodayStore:
         self.day = day
         self._values.fill(self.missing)
         self._readings = 0
+        self._region_wh.fill(0)
+        self._region_readings.fill(0)
         self.version += 1

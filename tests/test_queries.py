@@ -251,3 +251,32 @@ def test_an_open_period_is_compared_with_the_previous_up_to_the_same_offset(
     previous_s = (previous.end - previous.start).total_seconds()
     half_hours = int(min(due_s, previous_s) // 1800)
     assert result.previous_total_kwh == pytest.approx(half_hours * 0.1)
+
+
+@pytest.mark.parametrize("name", ["prev-hr", "current-day", "current-week", "current-month"])
+def test_todays_region_sums_answer_as_the_database_does(storage: Storage, name: str) -> None:
+    from metermatrix.meterregions import MeterRegions
+    from metermatrix.today import TodayStore
+
+    today = date(2026, 11, 27)
+    storage.import_daily_totals([DailyTotal(A, date(2026, 11, 24), 9_000, 48),
+                                 DailyTotal(B, date(2026, 11, 24), 7_000, 40)])
+    add(storage, A, date(2026, 11, 25), {slot: 90 + slot for slot in range(48)})
+    storage.close_day_from_readings(date(2026, 11, 25))
+    readings = {A: {0: 100, 1: 300, 5: 40}, B: {0: 300, 7: 1_000}, C: {0: 5_000}}
+    store = TodayStore(today, 50_000, regions=MeterRegions.from_storage(storage))
+    for meter_id, slots in readings.items():
+        add(storage, meter_id, today, slots)
+        for slot, energy_wh in slots.items():
+            store.put(meter_id, slot, energy_wh)
+    now = local(2026, 11, 27, 4, 10, UTC)
+    period = resolve_period(name, now, UTC)
+    for region in ("West", "East", None):
+        from_database = region_average(storage, region, period, now)
+        from_store = region_average(storage, region, period, now, store)
+        assert from_store.equals(from_database)
+    assert not region_average(storage, "West", period, now)["average_kwh"].isna().all()
+    store.put(A, 2, 700)  # in today's store only: the store, not the database, answers today
+    day_frame = region_average(storage, "West", resolve_period("current-day", now, UTC), now,
+                               store)
+    assert day_frame["average_kwh"].iloc[2] == pytest.approx(0.7)

@@ -136,3 +136,47 @@ def test_one_point_four_million_meters_fit_well_under_one_gib() -> None:
         tracemalloc.stop()
     projected_bytes = current / meters * 1_400_000
     assert projected_bytes < 512 * 2**20, f"{projected_bytes / 2**20:.0f} MiB for 1.4 M meters"
+
+
+def region_sums_by_hand(store: TodayStore, region_of: dict[int, str], region: str
+                        ) -> tuple[list[int], list[int]]:
+    energy, readings = [0] * 48, [0] * 48
+    for meter_id, slot, energy_wh in store.iter_readings():
+        if region_of.get(meter_id, "Unassigned") == region:
+            energy[slot] += energy_wh
+            readings[slot] += 1
+    return energy, readings
+
+
+def test_region_sums_follow_every_put_clear_merge_move_and_reset() -> None:
+    import numpy as np
+
+    from metermatrix.meterregions import MeterRegions
+
+    rng = np.random.default_rng(7)
+    region_of = {1000 + m: ("West", "East", "North")[m % 3] for m in range(40)}
+    groups = {name: np.array(sorted(m for m, r in region_of.items() if r == name))
+              for name in ("West", "East", "North")}
+    store = TodayStore(DAY, max_reading_wh=50_000, capacity=2,
+                       regions=MeterRegions(groups, lambda ids: ["Unassigned"] * len(ids)))
+    for _ in range(600):  # puts into empty slots, some clears, meters never seen (9xxx)
+        meter_id = int(rng.choice([*region_of, 9001, 9002]))
+        slot = int(rng.integers(48))
+        if store.get(meter_id, slot) is None:
+            store.put(meter_id, slot, int(rng.integers(0, 3000)))
+        elif rng.random() < 0.3:
+            store.clear(meter_id, slot)
+    values = np.where(rng.random((10, 48)) < 0.5, rng.integers(0, 900, (10, 48)), 0xFFFF)
+    store.merge(np.arange(1030, 1040, dtype=np.int64), values.astype(np.uint16))
+    regions = store.regions
+    assert isinstance(regions, MeterRegions)
+    store.move(1000, regions.assign(1000, "East"))
+    region_of[1000] = "East"
+    for name in ("West", "East", "North", "Unassigned"):
+        energy, readings = store.region_slots(name)
+        assert (energy.tolist(), readings.tolist()) == region_sums_by_hand(store, region_of, name)
+    assert store.region_slots("Nowhere")[1].sum() == 0
+    store.reset(date(2025, 2, 9))
+    assert store.region_slots("West")[0].sum() == 0
+    store.put(1001, 3, 250)
+    assert store.region_slots("East")[0][3] == 250  # rows keep their region after a reset

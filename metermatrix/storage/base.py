@@ -104,6 +104,10 @@ class Storage(abc.ABC):
         """The region of each meter (UNASSIGNED without one), in the order given."""
 
     @abc.abstractmethod
+    def meters_by_region(self) -> dict[str, npt.NDArray[np.int64]]:
+        """Every meter's id, ascending, under its region (UNASSIGNED for meters without one)."""
+
+    @abc.abstractmethod
     def list_meters(self, region: str | None = None) -> list[MeterRecord]:
         """All meters (of one region), ordered by id."""
 

@@ -56,6 +56,17 @@ class DayTables:
                 f" WHERE meter_id IN ({','.join('?' * len(part))})", part))
         return [found.get(m, UNASSIGNED) for m in ids]
 
+    def meters_by_region(self) -> dict[str, npt.NDArray[np.int64]]:
+        """Every meter's id, ascending, under its region (UNASSIGNED for meters without one)."""
+        groups: dict[str, npt.NDArray[np.int64]] = {}
+        for region, count in self._db.execute(
+                "SELECT region, COUNT(*) FROM meters GROUP BY region").fetchall():
+            rows = self._db.execute(
+                "SELECT meter_id FROM meters WHERE region IS ? ORDER BY meter_id", (region,))
+            ids = np.fromiter((meter_id for (meter_id,) in rows), np.int64, count)
+            groups[UNASSIGNED if region is None else region] = ids
+        return groups
+
     def _region_slot_sums(self, meter_ids: npt.NDArray[np.int64], values: npt.NDArray[np.uint16]
                           ) -> dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
         """{region: (energy_wh per slot, readings per slot)} over the rows given."""

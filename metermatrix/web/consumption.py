@@ -139,9 +139,11 @@ class _ConsumptionSource(BaseHandler):
     def load(self, meter_id: int, period: Period) -> MeterConsumption:
         """The meter's consumption in ``period`` with the previous period and its region."""
         meter = self.service.storage.get_meter(meter_id)
+        collector = self.service.collector
         return meter_consumption(self.service.storage, meter_id,
                                  meter.region if meter else None, period,
-                                 self.service.clock(), self.state.averages)
+                                 self.service.clock(), self.state.averages,
+                                 collector.store if collector is not None else None)
 
     def chosen_period(self) -> Period | None:
         """The ``period`` argument as a resident period, or None when it is not one."""

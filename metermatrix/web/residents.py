@@ -151,6 +151,8 @@ class RegisterHandler(ResidentPage):
         password_hash = await in_thread(hash_password, registration.password)
         created = await self.write_job(
             lambda storage: create_account(storage, registration, password_hash))
+        if created and self.service.collector is not None:  # today's region sums follow
+            self.service.collector.move_meter(registration.meter_id, registration.region)
         return {} if created else taken
 
 
