@@ -16,6 +16,7 @@ summed from the half-hourly readings, so today's figures are always up to date.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from metermatrix.averages import (
 from metermatrix.periods import Period, last_due_boundary
 from metermatrix.slots import SLOT_MINUTES, SLOTS_PER_DAY, interval_start, local_day
 from metermatrix.storage import UNASSIGNED, Storage
-from metermatrix.today import TodayStore
+from metermatrix.today import OpenDaySums
 
 _HALF_HOUR = timedelta(minutes=SLOT_MINUTES)
 
@@ -152,24 +153,23 @@ def consumption(storage: Storage, meter_ids: Sequence[int], period: Period,
 
 
 def region_average(storage: Storage, region: str | None, period: Period,
-                   now: datetime, today: TodayStore | None = None) -> pd.DataFrame:
+                   now: datetime, today: OpenDaySums | None = None) -> pd.DataFrame:
     """The region's average consumption per reporting meter for each interval of ``period``.
 
     Columns: ``start`` (tz-aware local time), ``day`` (local date), ``slot`` (half-hourly
     periods only), ``average_kwh`` [kWh per meter] (NaN where no meter of the region reported).
-    ``region`` None means the meters without a region ("Unassigned"). ``today``, the server's
-    store of the open day with its region sums, answers for that day instead of the database.
+    ``region`` None means the meters without a region ("Unassigned"). ``today``, the
+    region's sums of the open day from the server's store, answers for that day instead of
+    the database.
     """
     name = region or UNASSIGNED
-    if today is not None and today.regions is None:
-        today = None
     if period.resolution == "half-hour":
         return _region_half_hourly(storage, name, period, today)
     return _region_daily(storage, name, period, now, today)
 
 
 def region_slot_energy(storage: Storage, region: str, first: date, last: date,
-                       today: TodayStore | None = None) -> list[tuple[date, int, int, int]]:
+                       today: OpenDaySums | None = None) -> list[tuple[date, int, int, int]]:
     """``Storage.region_slot_energy``, with the open day taken from ``today`` when given."""
     if today is None or not first <= today.day <= last:
         return storage.region_slot_energy(region, first, last)
@@ -182,7 +182,7 @@ def region_slot_energy(storage: Storage, region: str, first: date, last: date,
 
 
 def _region_half_hourly(storage: Storage, region: str, period: Period,
-                        today: TodayStore | None) -> pd.DataFrame:
+                        today: OpenDaySums | None) -> pd.DataFrame:
     grid = _slot_grid(period)
     position = {(day, slot): index for index, (day, slot, _) in enumerate(grid)}
     average_kwh = np.full(len(grid), np.nan)
@@ -202,7 +202,7 @@ def _region_half_hourly(storage: Storage, region: str, period: Period,
 
 
 def _open_day_averages(storage: Storage, region: str, open_days: list[date],
-                       today: TodayStore | None) -> dict[date, float]:
+                       today: OpenDaySums | None) -> dict[date, float]:
     sums: dict[date, list[int]] = {}
     for day, _, energy_wh, readings in region_slot_energy(
             storage, region, open_days[0], open_days[-1], today):
@@ -215,7 +215,7 @@ def _open_day_averages(storage: Storage, region: str, open_days: list[date],
 
 
 def _region_daily(storage: Storage, region: str, period: Period, now: datetime,
-                  today_store: TodayStore | None) -> pd.DataFrame:
+                  today_store: OpenDaySums | None) -> pd.DataFrame:
     days = period.days()
     today = local_day(now, _tz(period))
     average_kwh = {day: np.nan for day in days}
@@ -237,7 +237,7 @@ class RegionAverageCache:
 
     Every resident of a region compares with the same average meter, so one computation
     per region, period and minute serves all of them; a new half hour falling due starts
-    a new entry at once.
+    a new entry at once. Safe to share between threads.
     """
 
     def __init__(self, max_age_s: float = 60.0, size: int = 256,
@@ -246,19 +246,22 @@ class RegionAverageCache:
         self.size = size
         self.clock = clock
         self._frames: dict[tuple[object, ...], tuple[float, pd.DataFrame]] = {}
+        self._lock = threading.Lock()
 
     def get(self, storage: Storage, region: str | None, period: Period,
-            now: datetime, today: TodayStore | None = None) -> pd.DataFrame:
+            now: datetime, today: OpenDaySums | None = None) -> pd.DataFrame:
         """``region_average(storage, region, period, now, today)``, reused for ``max_age_s``."""
         key = (region or UNASSIGNED, period.start, period.end, period.resolution,
                last_due_boundary(now, _tz(period)))
-        made_at, frame = self._frames.get(key, (-math.inf, None))
+        with self._lock:
+            made_at, frame = self._frames.get(key, (-math.inf, None))
         if frame is None or self.clock() - made_at > self.max_age_s:
             frame = region_average(storage, region, period, now, today)
-            self._frames.pop(key, None)
-            self._frames[key] = (self.clock(), frame)
-            while len(self._frames) > self.size:
-                del self._frames[next(iter(self._frames))]
+            with self._lock:
+                self._frames.pop(key, None)
+                self._frames[key] = (self.clock(), frame)
+                while len(self._frames) > self.size:
+                    del self._frames[next(iter(self._frames))]
         return frame
 
 
@@ -326,11 +329,11 @@ def _local_midnight(day: date, tz: tzinfo) -> datetime:
 
 def meter_consumption(storage: Storage, meter_id: int, region: str | None, period: Period,
                       now: datetime, averages: RegionAverageCache | None = None,
-                      today: TodayStore | None = None) -> MeterConsumption:
+                      today: OpenDaySums | None = None) -> MeterConsumption:
     """One meter's consumption in ``period``, with the previous period and region average.
 
     ``averages`` shares the region's averages between calls (pages); notebooks leave it out.
-    ``today`` (the server's store of the open day) gives the open day's region sums.
+    ``today`` (copied from the server's store of the open day) gives its region sums.
     Totals cover the intervals that are due: an open period (today, this week) is compared
     with the same stretch of the previous one, a closed period with the whole of it.
     """

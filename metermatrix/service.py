@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 from metermatrix import metrics
 from metermatrix.collector import Collector
@@ -27,6 +30,8 @@ from metermatrix.today import TodayStore
 from metermatrix.writer import ReadingWriter
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -53,6 +58,9 @@ class MeterService:
         self.collector: Collector | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._snapshot_task: asyncio.Future[bool] | None = None
+        # Slow reads (pages' figures and charts) run here, each thread with its connection.
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="reader")
+        self._readers = threading.local()
 
     async def start(self) -> None:
         """Start the writer, close missed days, restore today and schedule the routines."""
@@ -77,6 +85,29 @@ class MeterService:
         """The day today's store collects."""
         assert self.collector is not None
         return self.collector.store.day
+
+    async def read(self, function: Callable[[Storage], T]) -> T:
+        """``function(storage)`` on the reader thread with its own connection, off the loop.
+
+        For reads that take more than a few milliseconds (a resident's page: its figures
+        and chart), so that meters are answered meanwhile.
+        """
+        def call() -> T:
+            storage = getattr(self._readers, "storage", None)
+            if storage is None:
+                storage = self._readers.storage = open_storage(self.settings.data_dir)
+            return function(storage)
+
+        return await asyncio.get_running_loop().run_in_executor(self._reader, call)
+
+    def _close_reader(self) -> None:
+        def close() -> None:
+            storage = getattr(self._readers, "storage", None)
+            if storage is not None:
+                storage.close()
+
+        self._reader.submit(close)
+        self._reader.shutdown(wait=True)
 
     # -- the day close -------------------------------------------------------------
     def _schedule_close(self) -> None:
@@ -150,4 +181,5 @@ class MeterService:
             except OSError as error:  # the writer has synced: the database holds everything
                 log.error("recovery snapshot not written at shutdown (%s); every acknowledged "
                           "reading is in the database", error)
+        self._close_reader()
         self.storage.close()

@@ -7,7 +7,8 @@ slot; an empty slot holds 0xFFFF. A cell is a uint16 (readings up to 65.534 kWh)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
@@ -29,6 +30,20 @@ class RegionCodes(Protocol):
 
     def codes_of(self, meter_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int16]:
         """The region code of each meter, in the order given."""
+
+
+@dataclass(frozen=True)
+class OpenDaySums:
+    """A copy of some regions' sums of the open day, for work off the event loop."""
+
+    day: date
+    #: region -> (energy_wh, readings) per slot.
+    sums: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]
+
+    def region_slots(self, region: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(energy_wh, readings) per slot of ``region``'s meters (zeros if not copied)."""
+        empty = np.zeros(SLOTS_PER_DAY, np.int64)
+        return self.sums.get(region, (empty, empty))
 
 
 class TodayStore:
@@ -213,6 +228,12 @@ class TodayStore:
             return np.zeros(SLOTS_PER_DAY, np.int64), np.zeros(SLOTS_PER_DAY, np.int64)
         code = names.index(region)
         return self._region_wh[code].copy(), self._region_readings[code].copy()
+
+    def open_day_sums(self, regions: Iterable[str]) -> OpenDaySums | None:
+        """A copy of the open day's sums of ``regions``; None when this store keeps none."""
+        if self.regions is None:
+            return None
+        return OpenDaySums(self.day, {region: self.region_slots(region) for region in regions})
 
     def move(self, meter_id: int, code: int) -> None:
         """Count a meter's readings under region ``code`` from now on (its region changed)."""

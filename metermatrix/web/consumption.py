@@ -16,6 +16,7 @@ from metermatrix.charts import consumption_svg
 from metermatrix.periods import RESIDENT_PERIODS, Period, PeriodError, resolve_period
 from metermatrix.queries import MeterConsumption, meter_consumption
 from metermatrix.slots import SLOT_LABELS, SLOT_MINUTES
+from metermatrix.storage import UNASSIGNED
 from metermatrix.web.base import BaseHandler, JSONHandler
 from metermatrix.web.residentpage import ResidentPage, ResidentState, parse_meter_text
 
@@ -136,14 +137,20 @@ class _ConsumptionSource(BaseHandler):
 
     state: ResidentState
 
-    def load(self, meter_id: int, period: Period) -> MeterConsumption:
-        """The meter's consumption in ``period`` with the previous period and its region."""
+    async def load(self, meter_id: int, period: Period) -> MeterConsumption:
+        """The meter's consumption in ``period`` with the previous period and its region.
+
+        Computed on the service's reader thread (off the event loop); the open day's sums
+        of the meter's region are copied from today's store first.
+        """
         meter = self.service.storage.get_meter(meter_id)
+        region = meter.region if meter else None
         collector = self.service.collector
-        return meter_consumption(self.service.storage, meter_id,
-                                 meter.region if meter else None, period,
-                                 self.service.clock(), self.state.averages,
-                                 collector.store if collector is not None else None)
+        today = (collector.store.open_day_sums([region or UNASSIGNED])
+                 if collector is not None else None)
+        now, averages = self.service.clock(), self.state.averages
+        return await self.service.read(lambda storage: meter_consumption(
+            storage, meter_id, region, period, now, averages, today))
 
     def chosen_period(self) -> Period | None:
         """The ``period`` argument as a resident period, or None when it is not one."""
@@ -160,7 +167,7 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
     """/profile/{meterId}/consumption?period=...[&format=csv]: graph, numbers and table."""
 
     @tornado.web.authenticated
-    def get(self, meter_text: str) -> None:
+    async def get(self, meter_text: str) -> None:
         meter_id = self.own_meter(meter_text)
         period = self.chosen_period()
         output = self.get_argument("format", "html")
@@ -169,12 +176,13 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
             self.render("period_error.html", meter_id=meter_id,
                         asked=self.get_argument("period", DEFAULT_PERIOD), output=output)
             return
-        result = self.load(meter_id, period)
+        result = await self.load(meter_id, period)
         if output == "csv":
             self.send_csv(result)
             return
         previous_name = PREVIOUS_NAMES[period.name]
-        svg = consumption_svg(result.rows, period, previous_name, f"{result.region} average")
+        svg = await self.service.read(lambda _: consumption_svg(
+            result.rows, period, previous_name, f"{result.region} average"))
         self.render("consumption.html", result=result, svg=svg, table=table_rows(result),
                     previous_name=previous_name, settings=self.service.settings,
                     meter_id=meter_id, average_definition=DEFINITION)
@@ -198,7 +206,7 @@ class ConsumptionAPIHandler(_ConsumptionSource, JSONHandler):
         super().set_default_headers()
         self.set_header("Cache-Control", "no-store")
 
-    def get(self, meter_text: str) -> None:
+    async def get(self, meter_text: str) -> None:
         meter_id = parse_meter_text(meter_text)
         if self.resident_meter is None:
             return self.write_json({"error": "log in at /profile first"}, 401)
@@ -211,5 +219,5 @@ class ConsumptionAPIHandler(_ConsumptionSource, JSONHandler):
             name = self.get_argument("period", DEFAULT_PERIOD)
             return self.write_json({"error": f"unknown period {name!r}",
                                     "valid_periods": list(RESIDENT_PERIODS)}, 400)
-        result = self.load(meter_id, period)
+        result = await self.load(meter_id, period)
         self.write_json(consumption_document(result, self.service.settings.tariff_sgd_per_kwh))

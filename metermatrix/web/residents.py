@@ -231,11 +231,12 @@ class ProfileHandler(ResidentPage):
     """/profile/{meterId}: the resident's landing page."""
 
     @tornado.web.authenticated
-    def get(self, meter_text: str) -> None:
+    async def get(self, meter_text: str) -> None:
         meter_id = self.own_meter(meter_text)
         meter = self.service.storage.get_meter(meter_id) or MeterRecord(meter_id)
-        summary = profile_summary(self.service.storage, meter_id, self.service.clock(),
-                                  self.service.settings.tz)
+        now, tz = self.service.clock(), self.service.settings.tz
+        summary = await self.service.read(
+            lambda storage: profile_summary(storage, meter_id, now, tz))
         self.render("profile.html", meter=meter, summary=summary,
                     tariff=self.service.settings.tariff_sgd_per_kwh)
 
