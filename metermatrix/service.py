@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from metermatrix import metrics
 from metermatrix.collector import Collector
 from metermatrix.meterregions import MeterRegions
 from metermatrix.packets import PacketRules
+from metermatrix.readers import Readers
 from metermatrix.recovery import snapshot_path, write_snapshot
 from metermatrix.routines import (
     catch_up,
@@ -58,9 +57,8 @@ class MeterService:
         self.collector: Collector | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._snapshot_task: asyncio.Future[bool] | None = None
-        # Slow reads (pages' figures and charts) run here, each thread with its connection.
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="reader")
-        self._readers = threading.local()
+        # Slow reads (pages' figures and charts) run there, beside the event loop.
+        self.readers = Readers(settings.data_dir, settings.reader_processes)
 
     async def start(self) -> None:
         """Start the writer, close missed days, restore today and schedule the routines."""
@@ -79,6 +77,7 @@ class MeterService:
                  open_day, restored, merged, len(missed))
         self._schedule_close()
         self._schedule_snapshot()
+        self.readers.warm_up()
 
     @property
     def open_day(self) -> date:
@@ -86,28 +85,13 @@ class MeterService:
         assert self.collector is not None
         return self.collector.store.day
 
-    async def read(self, function: Callable[[Storage], T]) -> T:
-        """``function(storage)`` on the reader thread with its own connection, off the loop.
+    async def read(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(storage, *args)`` on a reader process, off the event loop.
 
         For reads that take more than a few milliseconds (a resident's page: its figures
-        and chart), so that meters are answered meanwhile.
+        and chart), so that meters are answered meanwhile. ``function`` is module-level.
         """
-        def call() -> T:
-            storage = getattr(self._readers, "storage", None)
-            if storage is None:
-                storage = self._readers.storage = open_storage(self.settings.data_dir)
-            return function(storage)
-
-        return await asyncio.get_running_loop().run_in_executor(self._reader, call)
-
-    def _close_reader(self) -> None:
-        def close() -> None:
-            storage = getattr(self._readers, "storage", None)
-            if storage is not None:
-                storage.close()
-
-        self._reader.submit(close)
-        self._reader.shutdown(wait=True)
+        return await self.readers.run(function, *args)
 
     # -- the day close -------------------------------------------------------------
     def _schedule_close(self) -> None:
@@ -181,5 +165,5 @@ class MeterService:
             except OSError as error:  # the writer has synced: the database holds everything
                 log.error("recovery snapshot not written at shutdown (%s); every acknowledged "
                           "reading is in the database", error)
-        self._close_reader()
+        self.readers.close()
         self.storage.close()

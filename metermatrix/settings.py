@@ -29,6 +29,8 @@ SETTINGS: list[tuple[str, object, str]] = [
     ("tariff_sgd_per_kwh", 0.30, "tariff used for cost estimates [S$/kWh incl. GST]"),
     ("dashboards", True, "start Voila and serve the notebooks as dashboards"),
     ("voila_kernels", 2, "preheated kernels per dashboard notebook"),
+    ("reader_processes", 1, "processes computing residents' pages beside the server "
+                            "(0: a thread of the server)"),
     ("idle_timeout_s", 30.0, "close a connection that sends no request for this long [s]"),
     ("body_timeout_s", 30.0, "close a connection whose request body takes longer [s]"),
     ("max_connections", 10000, "open connections at most (lowered to fit the file limit)"),
@@ -58,6 +60,7 @@ class Settings:
     close_time: str = "23:45"
     tariff_sgd_per_kwh: float = 0.30
     dashboards: bool = True
+    reader_processes: int = 1
     voila_kernels: int = 2
     idle_timeout_s: float = 30.0
     body_timeout_s: float = 30.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import threading
+import time
 import urllib.parse
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,7 +16,7 @@ from metermatrix.accounts import hash_password
 from metermatrix.service import MeterService
 from metermatrix.signing import meter_key, sign_body
 from metermatrix.slots import interval_start
-from metermatrix.storage import MeterRecord, open_storage
+from metermatrix.storage import MeterRecord, Storage, open_storage
 from metermatrix.web.app import make_app
 from tests.conftest import free_port
 from tests.test_routines import Clock, at, settings_for
@@ -44,6 +44,14 @@ async def log_in(http: AsyncHTTPClient, url: str) -> dict[str, str]:
     return cookies_of(response, jar)
 
 
+def wait_for_file(_: Storage, path: Path, timeout_s: float) -> bool:
+    """A reader job that holds its reader until ``path`` exists."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return path.exists()
+
+
 def cookie_header(jar: dict[str, str]) -> dict[str, str]:
     return {"Cookie": "; ".join(f"{name}={value}" for name, value in jar.items())}
 
@@ -63,11 +71,11 @@ def test_meters_are_answered_while_a_residents_page_is_computed(tmp_path: Path) 
         server = HTTPServer(make_app(service))
         server.listen(port, "127.0.0.1")
         url, http = f"http://127.0.0.1:{port}", AsyncHTTPClient(force_instance=True)
-        release = threading.Event()
+        release = tmp_path / "release"
         try:
             jar = await log_in(http, url)
-            # The reader thread is held busy: the page must wait for it, the meters must not.
-            held = asyncio.ensure_future(service.read(lambda _: release.wait(60)))
+            # The reader is held busy: the page must wait for it, the meters must not.
+            held = asyncio.ensure_future(service.read(wait_for_file, release, 60))
             page = asyncio.ensure_future(http.fetch(
                 url + f"/profile/{RESIDENT}/consumption?period=current-day",
                 headers=cookie_header(jar)))
@@ -79,11 +87,11 @@ def test_meters_are_answered_while_a_residents_page_is_computed(tmp_path: Path) 
             status = orjson.loads((await http.fetch(url + "/api/v1/status")).body)
             assert answer.code == 201 and status["readings_today"] == 1
             assert not page.done()
-            release.set()
-            await held
+            release.touch()
+            assert await held
             assert (await page).code == 200
         finally:
-            release.set()
+            release.touch()
             http.close()
             server.stop()
             await service.stop()

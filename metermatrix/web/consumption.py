@@ -11,12 +11,13 @@ from typing import Any, NamedTuple
 import pandas as pd
 import tornado.web
 
+from metermatrix import readers
 from metermatrix.averages import DEFINITION
 from metermatrix.charts import consumption_svg
 from metermatrix.periods import RESIDENT_PERIODS, Period, PeriodError, resolve_period
-from metermatrix.queries import MeterConsumption, meter_consumption
+from metermatrix.queries import MeterConsumption
 from metermatrix.slots import SLOT_LABELS, SLOT_MINUTES
-from metermatrix.storage import UNASSIGNED
+from metermatrix.storage import UNASSIGNED, Storage
 from metermatrix.web.base import BaseHandler, JSONHandler
 from metermatrix.web.residentpage import ResidentPage, ResidentState, parse_meter_text
 
@@ -132,6 +133,12 @@ def table_rows(result: MeterConsumption) -> list[tuple[str, float, str, float, f
     return table
 
 
+def consumption_chart(_: Storage, rows: pd.DataFrame, period: Period, previous_label: str,
+                      region_label: str) -> str:
+    """``consumption_svg`` as a reader job."""
+    return consumption_svg(rows, period, previous_label, region_label)
+
+
 class _ConsumptionSource(BaseHandler):
     """Finding the period and loading a meter's consumption, for the page and the API."""
 
@@ -148,9 +155,8 @@ class _ConsumptionSource(BaseHandler):
         collector = self.service.collector
         today = (collector.store.open_day_sums([region or UNASSIGNED])
                  if collector is not None else None)
-        now, averages = self.service.clock(), self.state.averages
-        return await self.service.read(lambda storage: meter_consumption(
-            storage, meter_id, region, period, now, averages, today))
+        return await self.service.read(readers.consumption, meter_id, region, period,
+                                       self.service.clock(), today)
 
     def chosen_period(self) -> Period | None:
         """The ``period`` argument as a resident period, or None when it is not one."""
@@ -181,8 +187,8 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
             self.send_csv(result)
             return
         previous_name = PREVIOUS_NAMES[period.name]
-        svg = await self.service.read(lambda _: consumption_svg(
-            result.rows, period, previous_name, f"{result.region} average"))
+        svg = await self.service.read(consumption_chart, result.rows, period, previous_name,
+                                      f"{result.region} average")
         self.render("consumption.html", result=result, svg=svg, table=table_rows(result),
                     previous_name=previous_name, settings=self.service.settings,
                     meter_id=meter_id, average_definition=DEFINITION)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from typing import Any
@@ -12,7 +12,6 @@ import tornado.web
 
 from metermatrix.packets import MAX_METER_ID
 from metermatrix.periods import RESIDENT_PERIODS, Period
-from metermatrix.queries import RegionAverageCache
 from metermatrix.web.base import BaseHandler
 
 _DAY = timedelta(days=1)
@@ -98,9 +97,8 @@ def period_title(name: str) -> str:
 
 @dataclass
 class ResidentState:
-    """What the residents' handlers share: the region averages."""
-
-    averages: RegionAverageCache = field(default_factory=RegionAverageCache)
+    """What the residents' handlers share beyond the service (nothing at present: the
+    region averages are kept by the reader processes, see ``metermatrix.readers``)."""
 
 
 class ResidentPage(BaseHandler):

@@ -1,0 +1,92 @@
+"""Slow reads off the server's event loop: reader processes with their own connections.
+
+A resident's page takes tens of milliseconds of pandas and matplotlib; done in the server
+process it would hold the interpreter while meters wait. Reader processes run those jobs
+beside the server (another core) and share nothing with it but the database, which they
+only read, and the arguments of each job, which are pickled: a job is a module-level
+function called as ``function(storage, *args)``. With ``processes=0`` the jobs run on a
+thread of the server instead (for machines with one core).
+
+Each reader process keeps its own region-average cache (``averages``), so one
+computation of a region's average meter serves every resident of the region.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from metermatrix.periods import Period
+from metermatrix.queries import MeterConsumption, RegionAverageCache, meter_consumption
+from metermatrix.storage import Storage, open_storage
+from metermatrix.today import OpenDaySums
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_local = threading.local()  # this process's (or reader thread's) connection
+#: The region averages shared by the jobs of this process.
+averages = RegionAverageCache()
+
+
+def _open(data_dir: Path) -> None:
+    _local.storage = open_storage(data_dir)
+
+
+def _call(function: Callable[..., T], args: tuple[Any, ...]) -> T:
+    return function(_local.storage, *args)
+
+
+def _close() -> None:
+    storage = getattr(_local, "storage", None)
+    if storage is not None:
+        storage.close()
+        _local.storage = None
+
+
+def _ready(_: Storage) -> bool:
+    return True
+
+
+class Readers:
+    """A pool of reader processes (or one reader thread) over a data folder's database."""
+
+    def __init__(self, data_dir: Path, processes: int = 1) -> None:
+        self.processes = processes
+        self._executor: Executor
+        if processes > 0:
+            self._executor = ProcessPoolExecutor(
+                processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_open, initargs=(data_dir,))
+        else:
+            self._executor = ThreadPoolExecutor(1, "reader", initializer=_open,
+                                                initargs=(data_dir,))
+
+    def warm_up(self) -> None:
+        """Start the readers now (imports take a second), so the first page need not wait."""
+        self._executor.submit(_call, _ready, ())
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(storage, *args)`` on a reader; ``function`` must be module-level."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _call, function, args)
+
+    def close(self) -> None:
+        """Stop the readers (each closes its connection)."""
+        if self.processes == 0:
+            self._executor.submit(_close)
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def consumption(storage: Storage, meter_id: int, region: str | None, period: Period,
+                now: datetime, today: OpenDaySums | None) -> MeterConsumption:
+    """``meter_consumption`` with this process's shared region averages (a reader job)."""
+    return meter_consumption(storage, meter_id, region, period, now, averages, today)
