@@ -147,10 +147,9 @@ class Collector:
         merged = 0
         try:
             for meter_id, slot, energy_wh in load_snapshot(path):
-                if self.store.get(meter_id, slot) is None and 0 <= energy_wh <= (
-                        self.store.max_reading_wh):
+                if self.store.get(meter_id, slot) is None:  # kept as acknowledged
                     new_meter = meter_id not in self.store
-                    self.store.put(meter_id, slot, energy_wh)
+                    self.store.put_stored(meter_id, slot, energy_wh)
                     self.writer.add_new(Reading(meter_id, self.store.day, slot, energy_wh),
                                         new_meter, self.store.row_values(meter_id))
                     merged += 1

@@ -70,9 +70,31 @@ def import_master(storage: Storage, path: Path, shift_days: int = 0) -> int:
                     raise MasterFileError(f"{key}: previous_day without any daily total")
                 readings.append(Reading(meter_id, last + shift, slot_of_label(label),
                                         _kwh_to_wh(value, f"{key}/previous_day/{label}")))
+        totals = _without_stored_readings(storage, totals)
         storage.add_readings(readings)
         storage.import_daily_totals(totals)
     return len(data)
+
+
+def _without_stored_readings(storage: Storage, totals: list[DailyTotal]) -> list[DailyTotal]:
+    """The totals of meter-days without stored readings: a day with readings is totalled
+    from them. MasterFileError when the file's total differs from those readings' sum."""
+    by_day: dict[date, list[DailyTotal]] = {}
+    for total in totals:
+        by_day.setdefault(total.day, []).append(total)
+    kept: list[DailyTotal] = []
+    for day, of_day in sorted(by_day.items()):
+        held = {meter_id: (wh, n) for meter_id, wh, n in storage.meter_day_readings(day)}
+        for total in of_day:
+            found = held.get(total.meter_id)
+            if found is None:
+                kept.append(total)
+            elif found[0] != total.energy_wh:
+                raise MasterFileError(
+                    f"{total.meter_id:09d}/{day}: the file's total of {total.energy_wh / 1000}"
+                    f" kWh differs from the {found[0] / 1000} kWh of the {found[1]} readings"
+                    " stored for that day")
+    return kept
 
 
 def iter_export(storage: Storage) -> Iterator[tuple[str, dict[str, Any]]]:

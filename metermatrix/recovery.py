@@ -17,7 +17,7 @@ import numpy.typing as npt
 import orjson
 
 from metermatrix.slots import SLOT_LABELS, slot_of_label
-from metermatrix.today import TodayStore
+from metermatrix.today import MISSING, TodayStore
 
 _CHUNK_METERS = 20_000
 
@@ -92,7 +92,7 @@ def format_block(
 def _blocks(store: TodayStore) -> Iterator[memoryview]:
     """The members of the snapshot object, a block of meters at a time (first without comma)."""
     ids, values = store.meter_ids(), store.matrix()
-    cells = cell_table(store.max_reading_wh)
+    cells = cell_table(store.ceiling_wh)
     first = True
     for start in range(0, len(ids), _CHUNK_METERS):
         stop = start + _CHUNK_METERS
@@ -190,9 +190,15 @@ def _members(piece: bytes, path: Path) -> Iterator[tuple[int, int, int]]:
     except orjson.JSONDecodeError as error:
         raise ValueError(f"{path} is not a recovery file: {error}") from None
     for meter_id, slots in data.items():
+        if not (meter_id.isascii() and meter_id.isdigit() and 0 < int(meter_id) < 10**9):
+            raise ValueError(f"{path}: {meter_id!r} is not a meter id")
         if not isinstance(slots, dict):
             raise ValueError(f"{path}: meter {meter_id} does not hold an object of readings")
         for label, kwh in slots.items():
+            if isinstance(kwh, bool) or not isinstance(kwh, int | float) or not (
+                    0 <= kwh * 1000 < MISSING - 0.5):  # NaN and infinity fail too
+                raise ValueError(f"{path}: meter {meter_id} {label}: {kwh!r} is not a reading"
+                                 f" of 0..{(MISSING - 1) / 1000} kWh")
             yield int(meter_id), slot_of_label(label), round(kwh * 1000)
 
 

@@ -3,6 +3,10 @@
 Readings are integer watt-hours in one numpy matrix, a row per meter and a column per
 slot; an empty slot holds 0xFFFF. A cell is a uint16 (readings up to 65.534 kWh), so
 1.4 M meters x 48 slots take 134 MB plus the id index.
+
+New readings are held to ``max_reading_wh``; readings restored from the database or the
+recovery JSON are kept as they were stored, even above a ceiling lowered since, and
+``ceiling_wh`` follows the largest of them.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class TodayStore:
         self.max_reading_wh = max_reading_wh
         if not 0 < max_reading_wh < MISSING:
             raise ValueError(f"max_reading_wh must be between 1 and {MISSING - 1}")
+        #: No reading held is above this [Wh]: ``max_reading_wh`` or a larger restored one.
+        self.ceiling_wh = max_reading_wh
         self.dtype = np.dtype(np.uint16)
         self.missing = MISSING
         self._values = np.full((max(capacity, 1), SLOTS_PER_DAY), self.missing, self.dtype)
@@ -119,9 +125,19 @@ class TodayStore:
         return None if value == self.missing else value
 
     def put(self, meter_id: int, slot: int, energy_wh: int) -> None:
-        """Record a reading [Wh] (the caller has checked the slot was empty)."""
+        """Record a new reading [Wh] (the caller has checked the slot was empty)."""
         if not 0 <= energy_wh <= self.max_reading_wh:
             raise ValueError(f"energy_wh {energy_wh} outside 0..{self.max_reading_wh}")
+        self._set(meter_id, slot, energy_wh)
+
+    def put_stored(self, meter_id: int, slot: int, energy_wh: int) -> None:
+        """Record a reading acknowledged earlier [Wh], as stored, whatever today's ceiling."""
+        if not 0 <= energy_wh < self.missing:
+            raise ValueError(f"energy_wh {energy_wh} outside 0..{self.missing - 1}")
+        self.ceiling_wh = max(self.ceiling_wh, energy_wh)
+        self._set(meter_id, slot, energy_wh)
+
+    def _set(self, meter_id: int, slot: int, energy_wh: int) -> None:
         row = self._row_of(meter_id)  # may grow (replace) the matrix: look it up after
         old = int(self._values[row, slot])
         if old == self.missing:
@@ -198,6 +214,9 @@ class TodayStore:
             self._fit_regions()
         current = self._values[rows]
         self._values[rows] = np.where(current != self.missing, current, values)
+        held = values[values != self.missing]
+        if len(held):
+            self.ceiling_wh = max(self.ceiling_wh, int(held.max()))
         self._readings = int(np.count_nonzero(self.matrix() != self.missing))
         self._recount_regions()
         self.version += 1
@@ -270,6 +289,7 @@ class TodayStore:
         """Start an empty day: every slot empty, the meters' rows kept for tomorrow."""
         self.day = day
         self._values.fill(self.missing)
+        self.ceiling_wh = self.max_reading_wh
         self._readings = 0
         self._region_wh.fill(0)
         self._region_readings.fill(0)

@@ -141,14 +141,9 @@ class ReadingWriter:
         new = [r for r in requests if r.kind == "new"]
         try:
             with metrics.timed_commit(len(requests)), storage.transaction():
-                storage.add_meters(r.reading.meter_id for r in new if r.new_meter)  # type: ignore[union-attr]
-                _put_rows(storage, new)
+                _put_rows(storage, requests)
                 for request in requests:
-                    if request.kind == "rows":
-                        day, meter_ids, rows, new_meters = request.row
-                        storage.add_meters(new_meters)
-                        storage.put_day_rows(day, meter_ids, rows)
-                    elif request.kind == "any":
+                    if request.kind == "any":
                         request.result = storage.store_reading(request.reading)  # type: ignore[arg-type]
                     elif request.kind == "many":
                         request.result = storage.store_readings(request.readings or [])
@@ -161,21 +156,34 @@ class ReadingWriter:
         self.readings_committed += len(new)
 
 
-def _put_rows(storage: Storage, new: list[_Request]) -> None:
-    """Write the latest row of each meter among today's new readings, per day."""
+def _put_rows(storage: Storage, requests: list[_Request]) -> None:
+    """Write the latest row of each meter among today's new readings and batches, per day.
+
+    Rows are copies of today's store taken in queue order, so the last one of a meter
+    holds all its readings: an earlier copy written after it would drop a reading.
+    """
     latest: dict[date, dict[int, npt.NDArray[np.uint16]]] = {}
     loose: list[Reading] = []
-    for request in new:
-        reading = request.reading
-        assert reading is not None
-        if request.row is None:
-            loose.append(reading)
-        else:
-            latest.setdefault(reading.day, {})[reading.meter_id] = request.row
+    new_meters: list[int] = []
+    for request in requests:
+        if request.kind == "rows":
+            day, meter_ids, rows, added = request.row
+            new_meters.extend(added)
+            latest.setdefault(day, {}).update(zip(meter_ids.tolist(), rows, strict=True))
+        elif request.kind == "new":
+            reading = request.reading
+            assert reading is not None
+            if request.new_meter:
+                new_meters.append(reading.meter_id)
+            if request.row is None:
+                loose.append(reading)
+            else:
+                latest.setdefault(reading.day, {})[reading.meter_id] = request.row
+    storage.add_meters(new_meters)
     storage.add_readings(loose)
-    for day, rows in latest.items():
-        ids = list(rows)
-        storage.put_day_rows(day, ids, np.stack([rows[m] for m in ids]))
+    for day, by_meter in latest.items():
+        ids = list(by_meter)
+        storage.put_day_rows(day, ids, np.stack([by_meter[m] for m in ids]))
 
 
 def _resolve(requests: list[_Request]) -> None:

@@ -58,7 +58,8 @@ class ServerProcess:
 
     def __init__(self, data_dir: Path, timezone: str = "UTC", extra: list[str] | None = None,
                  demo: bool = False, dashboards: bool = False,
-                 clock_at: str | None = None, preexec: Any = None) -> None:
+                 clock_at: str | None = None, preexec: Any = None,
+                 clock_offset_s: float | None = None) -> None:
         self.data_dir = data_dir
         self.preexec = preexec
         self.timezone = timezone
@@ -68,7 +69,8 @@ class ServerProcess:
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
-        self.clock_offset_s = clock_offset_for(clock_at, timezone)
+        self.clock_offset_s = (clock_offset_s if clock_offset_s is not None
+                               else clock_offset_for(clock_at, timezone))
 
     def now(self) -> datetime:
         """The instant by the server's clock (the real time unless ``clock_at`` was given)."""

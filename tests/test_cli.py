@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -114,8 +114,8 @@ def test_close_day_totals_equal_the_sum_of_readings_and_is_idempotent(tmp_path: 
 
 
 def test_close_day_is_safe_while_the_server_runs(make_server) -> None:
-    server: ServerProcess = make_server()
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    server: ServerProcess = make_server(clock_at="14:10")
+    yesterday = server.now().date() - timedelta(days=1)
     for meter_id in (111111111, 222222222):
         for slot in range(0, 48, 5):
             status, _ = server.post_packet(meter_id, send_time(yesterday, slot), 0.1 + slot / 1000)

@@ -145,3 +145,33 @@ def test_bad_entry_stores_nothing(tmp_path: Path, storage: Storage, entry: objec
         import_master(storage, write(tmp_path / "m.json", data))
     for table in ("meters", "day_readings", "daily_totals", "closed_days"):
         assert count(tmp_path / "data", table) == 0, table
+
+
+def test_import_into_an_unclosed_day_totals_its_stored_readings(tmp_path: Path,
+                                                                storage: Storage) -> None:
+    """Marking the day closed must leave no stored reading out of its totals."""
+    day = date(2025, 3, 20)
+    with storage.transaction():
+        storage.add_meters([7])
+        storage.add_readings([Reading(7, day, 0, 300), Reading(7, day, 5, 450)])
+    import_master(storage, write(tmp_path / "m.json", {"000000008": {"2025-03-20": 12.5}}))
+    assert storage.closed_days() == [day]
+    assert {(t.meter_id, t.energy_wh, t.readings)
+            for t in storage.daily_totals_between(None, day, day)} == {(7, 750, 2),
+                                                                       (8, 12500, 48)}
+
+
+def test_import_of_a_total_other_than_its_stored_readings_is_refused(tmp_path: Path,
+                                                                     storage: Storage) -> None:
+    day = date(2025, 3, 20)
+    with storage.transaction():
+        storage.add_meters([7])
+        storage.add_readings([Reading(7, day, 0, 300)])
+    storage.close_day_from_readings(day)
+    with pytest.raises(MasterFileError, match="differs from the 0.3 kWh of the 1 readings"):
+        import_master(storage, write(tmp_path / "m.json", {"000000007": {"2025-03-20": 9.0}}))
+    assert [(t.energy_wh, t.readings) for t in storage.daily_totals_between([7], day, day)] == [
+        (300, 1)]
+    import_master(storage, write(tmp_path / "m.json", {"000000007": {"2025-03-20": 0.3}}))
+    assert [(t.energy_wh, t.readings) for t in storage.daily_totals_between([7], day, day)] == [
+        (300, 1)]  # the same figure again: the readings' total stands

@@ -1,8 +1,9 @@
 """POST /meter end to end: a real server.py on a free port, checked through its SQLite file.
 
-Timestamps come from the real clock. The server runs in whichever of UTC and
-Asia/Singapore is further from local midnight right now, so that today has slots
-already sent and no day close happens while the tests run.
+The servers run in Asia/Singapore with their clock at 14:10 local time (``--clock-offset-s``)
+whatever the hour, so that today has half hours already sent and no day close happens
+while the tests run. Only the simulator's test runs on the real clock (the simulator
+sends in real time), in whichever zone is further from local midnight.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 from metermatrix.signing import meter_key, sign_body
 from metermatrix.slots import SLOT_LABELS, slot_of_label, slots_elapsed
 from tests import dbviews
-from tests.conftest import ROOT, ServerProcess, send_time
+from tests.conftest import ROOT, ServerProcess, clock_offset_for, send_time
 
 
 def quiet_zone() -> str:
@@ -35,12 +36,19 @@ def quiet_zone() -> str:
     return max(usable, key=lambda zone: hours[zone])
 
 
-ZONE = quiet_zone()
+ZONE = "Asia/Singapore"
 TZ = ZoneInfo(ZONE)
+#: The servers' clock runs this far ahead of the real one: 14:10 local when the tests start.
+OFFSET_S = clock_offset_for("14:10", ZONE)
+
+
+def now() -> datetime:
+    """The instant by the servers' clock."""
+    return datetime.now(UTC) + timedelta(seconds=OFFSET_S)
 
 
 def today() -> date:
-    return datetime.now(TZ).date()
+    return now().astimezone(TZ).date()
 
 
 def stamp(moment: datetime) -> str:
@@ -80,7 +88,8 @@ def status_of(server: ServerProcess) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the tests that only add their own meters' readings."""
-    server = ServerProcess(tmp_path_factory.mktemp("shared") / "data", timezone=ZONE).start()
+    server = ServerProcess(tmp_path_factory.mktemp("shared") / "data", timezone=ZONE,
+                           clock_offset_s=OFFSET_S).start()
     yield server
     if server.process is not None and server.process.poll() is None:
         server.stop()
@@ -92,7 +101,7 @@ SIGNED = 300000001  # bodies with a valid id are signed with its key, so validat
 
 def bad_packets() -> list[tuple[str, bytes, int, str]]:
     """(case, body, status, words of the error) for every kind of bad packet."""
-    now = datetime.now(UTC)
+    moment = now()
     good = stamp(send_time(today(), 0, ZONE))
     return [
         ("not json", b"id=1&reading=2", 400, "not valid JSON"),
@@ -115,10 +124,10 @@ def bad_packets() -> list[tuple[str, bytes, int, str]]:
         ("id ten digits", packet(1_000_000_000, good, 1.0), 400, "at most 9 digits"),
         ("id null", packet(None, good, 1.0), 400, "id must be a positive integer"),
         ("timestamp words", packet(SIGNED, "half past noon", 1.0), 400, "not ISO 8601"),
-        ("timestamp number", packet(SIGNED, int(now.timestamp()), 1.0), 400,
+        ("timestamp number", packet(SIGNED, int(moment.timestamp()), 1.0), 400,
          "ISO 8601 string"),
         ("timestamp no zone", packet(SIGNED, good.removesuffix("Z"), 1.0), 400, "time zone"),
-        ("timestamp future", packet(SIGNED, stamp(now + timedelta(minutes=36)), 1.0), 400,
+        ("timestamp future", packet(SIGNED, stamp(moment + timedelta(minutes=36)), 1.0), 400,
          "ahead of the server clock"),
         ("timestamp too old", packet(SIGNED, stamp(send_time(today() - timedelta(days=8), 0,
                                                              ZONE)), 1.0), 400,
@@ -201,7 +210,8 @@ def test_signature_in_upper_case_hex_is_accepted(shared: ServerProcess) -> None:
 
 
 def test_insecure_meters_may_post_unsigned_but_not_badly_signed(make_server) -> None:
-    server: ServerProcess = make_server(timezone=ZONE, extra=["--insecure-meters"])
+    server: ServerProcess = make_server(timezone=ZONE, extra=["--insecure-meters"],
+                                        clock_offset_s=OFFSET_S)
     body = packet(400000001, stamp(send_time(today(), 0, ZONE)), 1.0)
     assert post(server, body)[0] == 201
     wrong = packet(400000002, stamp(send_time(today(), 0, ZONE)), 1.0)
@@ -219,7 +229,7 @@ def test_fleet_key_from_the_environment_is_used(make_server,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     fleet_key = bytes(range(100, 132))
     monkeypatch.setenv("METERMATRIX_FLEET_KEY", fleet_key.hex())
-    server: ServerProcess = make_server(timezone=ZONE)
+    server: ServerProcess = make_server(timezone=ZONE, clock_offset_s=OFFSET_S)
     assert not (server.data_dir / "fleet.key").exists()
     body = packet(400000003, stamp(send_time(today(), 0, ZONE)), 1.0)
     signature = sign_body(meter_key(fleet_key, 400000003), body)
@@ -318,13 +328,13 @@ def test_late_and_midnight_packets_amend_a_closed_day_by_exactly_their_reading(
 
 
 def test_singapore_days_begin_at_16_00_utc(make_server) -> None:
-    server: ServerProcess = make_server(timezone="Asia/Singapore")
+    server: ServerProcess = make_server(timezone="Asia/Singapore", clock_offset_s=OFFSET_S)
     status = status_of(server)
     assert status.pop("clock_drift")["warning"] is None
     assert status == {
         "timezone": "Asia/Singapore", "late_days": 7, "readings_today": 0,
-        "open_day": datetime.now(ZoneInfo("Asia/Singapore")).date().isoformat()}
-    utc_day = datetime.now(UTC).date() - timedelta(days=2)
+        "open_day": today().isoformat()}
+    utc_day = now().date() - timedelta(days=2)
     at = datetime.combine(utc_day, datetime.min.time(), UTC)
     midnight = server.post_packet(700000001, at + timedelta(hours=16, minutes=1), 0.4)
     first = server.post_packet(700000001, at + timedelta(hours=16, minutes=31), 0.6)
@@ -349,7 +359,7 @@ def send_today(server: ServerProcess, meters: range, slots: int) -> dict[str, di
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
 def test_restart_mid_day_restores_today(make_server, how: str) -> None:
-    server: ServerProcess = make_server(timezone=ZONE)
+    server: ServerProcess = make_server(timezone=ZONE, clock_offset_s=OFFSET_S)
     sent = send_today(server, range(800000001, 800000004), slots=6)
     if how == "stop":
         server.stop()
@@ -378,7 +388,7 @@ def test_restart_catches_up_on_yesterday_with_totals_equal_to_readings(
     data_dir = tmp_path / "data"
     subprocess.run([sys.executable, "-m", "metermatrix", "import", str(owners), "--data-dir",
                     str(data_dir)], check=True, capture_output=True, cwd=ROOT)
-    server: ServerProcess = make_server(data_dir, timezone=ZONE)
+    server: ServerProcess = make_server(data_dir, timezone=ZONE, clock_offset_s=OFFSET_S)
     yesterday = today() - timedelta(days=1)
     for meter_id in (810000001, 810000002, 810000003, 810000004):
         for slot in range(0, 48, 3):
@@ -402,9 +412,10 @@ def test_restart_catches_up_on_yesterday_with_totals_equal_to_readings(
 
 
 def test_kill_under_load_loses_no_acknowledged_reading(make_server) -> None:
-    server: ServerProcess = make_server(timezone=ZONE)
-    day = today()
-    expected = slots_elapsed(day, datetime.now(UTC), TZ) * 200
+    zone = quiet_zone()  # the simulator sends by the real clock
+    server: ServerProcess = make_server(timezone=zone)
+    day = datetime.now(ZoneInfo(zone)).date()
+    expected = slots_elapsed(day, datetime.now(UTC), ZoneInfo(zone)) * 200
     log = open(server.data_dir.parent / "simulator.log", "wb")  # noqa: SIM115
     simulator = subprocess.Popen(
         [sys.executable, str(ROOT / "simulator.py"), "--server", server.url, "--data-dir",

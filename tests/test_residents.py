@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -28,7 +28,10 @@ from metermatrix.periods import RESIDENT_PERIODS, last_due_boundary
 from metermatrix.slots import SLOT_LABELS
 from metermatrix.storage import open_storage
 from metermatrix.throttle import ACCOUNT_RULE, LoginThrottle, ThrottleRule
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, fixture_clock
+
+#: The local time the servers' clocks start at (``$METERMATRIX_TEST_CLOCK`` wins).
+CLOCK = "14:10"
 
 PASSWORD = "correct horse battery"
 FIN = "A3389127I"
@@ -109,9 +112,10 @@ def register(server: ServerProcess, meter: str, **changes: str) -> Client:
     return client
 
 
-def recent_half_hours(count: int, tz: ZoneInfo) -> list[tuple[date, int, datetime]]:
-    """(local day, slot, send time) of the ``count`` latest half hours already due."""
-    boundary = last_due_boundary(datetime.now(UTC), tz)
+def recent_half_hours(count: int, tz: ZoneInfo, now: datetime
+                      ) -> list[tuple[date, int, datetime]]:
+    """(local day, slot, send time) of the ``count`` latest half hours due at ``now``."""
+    boundary = last_due_boundary(now, tz)
     found = []
     for back in range(count, 0, -1):
         start = boundary - timedelta(minutes=30 * back)
@@ -126,7 +130,7 @@ def post_recent(server: ServerProcess, meter_id: int, count: int, skip: int | No
     """Send the latest ``count`` due readings (all but number ``skip``): (day, slot, kWh)."""
     sent = []
     for index, (day, slot, send_at) in enumerate(
-            recent_half_hours(count, ZoneInfo(server.timezone))):
+            recent_half_hours(count, ZoneInfo(server.timezone), server.now())):
         if index == skip:
             sent.append((day, slot, None))
             continue
@@ -141,7 +145,7 @@ def post_recent(server: ServerProcess, meter_id: int, count: int, skip: int | No
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One Singapore-time server for the tests that do not need a fresh one."""
     server = ServerProcess(tmp_path_factory.mktemp("residents") / "data",
-                           timezone="Asia/Singapore")
+                           timezone="Asia/Singapore", clock_at=fixture_clock(CLOCK))
     server.start()
     yield server
     server.stop()
@@ -240,7 +244,7 @@ def test_login_accepts_dashes_and_sets_a_safe_session_cookie(shared: ServerProce
 
 def test_wrong_password_and_unknown_meter_get_the_same_answer(
         make_server: type[ServerProcess]) -> None:
-    server = make_server()
+    server = make_server(clock_at=fixture_clock(CLOCK))
     register(server, "101000008")
     wrong = Client(server).login("101000008", "not the password")
     unknown = Client(server).login("101000009")
@@ -252,7 +256,7 @@ def test_wrong_password_and_unknown_meter_get_the_same_answer(
 
 def test_repeated_failures_at_one_account_are_slowed_down(
         make_server: type[ServerProcess]) -> None:
-    server = make_server()
+    server = make_server(clock_at=fixture_clock(CLOCK))
     register(server, "101000010")
     client = Client(server)
     for _ in range(ACCOUNT_RULE.free):
@@ -311,7 +315,7 @@ def test_logout_ends_the_session(shared: ServerProcess) -> None:
 
 
 def test_passwords_never_reach_the_log(make_server: type[ServerProcess]) -> None:
-    server = make_server()
+    server = make_server(clock_at=fixture_clock(CLOCK))
     secret = "a-password-nobody-logs-42"
     register(server, "101000013", password=secret, password_confirm=secret)
     Client(server).login("101000013", secret + "-wrong")
@@ -370,7 +374,7 @@ def test_no_route_shows_the_fin_unmasked(shared: ServerProcess) -> None:
 def test_profile_shows_today_so_far_and_links_every_period(shared: ServerProcess) -> None:
     client = register(shared, "101000018")
     sent = post_recent(shared, 101_000_018, 2, kwh=0.5)
-    today = datetime.now(ZoneInfo(shared.timezone)).date()
+    today = shared.now().astimezone(ZoneInfo(shared.timezone)).date()
     today_kwh = sum(kwh for day, _, kwh in sent if day == today and kwh)
     page = client.get("/profile/101-000-018").text
     if today_kwh:
@@ -382,7 +386,7 @@ def test_profile_shows_today_so_far_and_links_every_period(shared: ServerProcess
 def test_every_period_has_a_graph_numbers_and_a_cost(shared: ServerProcess) -> None:
     client = register(shared, "101000019")
     sent = post_recent(shared, 101_000_019, 4)
-    today = datetime.now(ZoneInfo(shared.timezone)).date()
+    today = shared.now().astimezone(ZoneInfo(shared.timezone)).date()
     empty = {"prev-month"} | (set() if any(day == today for day, _, _ in sent)
                               else {"current-day"})  # the first half hour of a day
     for name in RESIDENT_PERIODS:
@@ -437,7 +441,7 @@ def test_csv_download_has_a_header_and_a_row_per_day(shared: ServerProcess) -> N
     assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/csv")
     assert "attachment" in answer.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(answer.text)))
-    last_month = (datetime.now(ZoneInfo(shared.timezone)).date().replace(day=1)
+    last_month = (shared.now().astimezone(ZoneInfo(shared.timezone)).date().replace(day=1)
                   - timedelta(days=1))
     assert len(rows) == last_month.day
     assert rows[0]["meter_id"] == "101000023" and rows[-1]["date"] == last_month.isoformat()
@@ -459,10 +463,11 @@ def test_an_unknown_period_lists_the_valid_ones(shared: ServerProcess) -> None:
 @pytest.mark.parametrize("timezone, offset", [("UTC", "+00:00"), ("Asia/Singapore", "+08:00")])
 def test_periods_follow_the_utilitys_time_zone(make_server: type[ServerProcess], tmp_path: Path,
                                                timezone: str, offset: str) -> None:
-    server = make_server(tmp_path / timezone.replace("/", "-"), timezone=timezone)
+    server = make_server(tmp_path / timezone.replace("/", "-"), timezone=timezone,
+                         clock_at=fixture_clock(CLOCK))
     client = register(server, "101000025")
     sent = post_recent(server, 101_000_025, 1)
-    today = datetime.now(ZoneInfo(timezone)).date()
+    today = server.now().astimezone(ZoneInfo(timezone)).date()
     document = client.get("/api/v1/meters/101000025/consumption?period=current-day").json()
     assert document["period"]["start"] == f"{today.isoformat()}T00:00:00{offset}"  # type: ignore[index]
     rows = document["rows"]
@@ -476,7 +481,8 @@ def test_periods_follow_the_utilitys_time_zone(make_server: type[ServerProcess],
 
 
 def test_the_tariff_setting_prices_the_estimate(make_server: type[ServerProcess]) -> None:
-    server = make_server(extra=["--tariff-sgd-per-kwh", "0.5"])
+    server = make_server(extra=["--tariff-sgd-per-kwh", "0.5"],
+                         clock_at=fixture_clock(CLOCK))
     client = register(server, "101000026")
     post_recent(server, 101_000_026, 2, kwh=1.0)
     document = client.get("/api/v1/meters/101000026/consumption?period=prev-hr").json()

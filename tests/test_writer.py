@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from metermatrix.storage import Reading, Storage, StorageError, open_storage
@@ -123,3 +125,24 @@ def test_sync_waits_for_earlier_writes(tmp_path: Path) -> None:
         return int(committed(tmp_path, "SELECT SUM(energy_wh) FROM readings"))
 
     assert run_with_writer(tmp_path, body) == sum(range(48))
+
+
+def test_a_batch_row_and_a_later_single_reading_in_one_commit_keep_both(tmp_path: Path) -> None:
+    """Rows are copies of today's store in queue order: a batch's copy taken before a
+    single packet's must not be written over the single's (an acknowledged reading lost)."""
+    from metermatrix.today import TodayStore
+
+    store = TodayStore(DAY, max_reading_wh=50_000)
+
+    async def body(writer: ReadingWriter) -> None:
+        hold = writer.run(lambda storage: time.sleep(0.3))  # the next requests share a commit
+        store.put(7, 0, 100)  # a head-end batch of the open day
+        batch = writer.add_rows(DAY, np.array([7], np.int64), store.rows_of(
+            np.array([7], np.int64)), [7])
+        store.put(7, 2, 94)  # then a single packet of the same meter
+        single = writer.add_new(Reading(7, DAY, 2, 94), False, store.row_values(7))
+        await asyncio.gather(hold, batch, single)
+
+    run_with_writer(tmp_path, body)
+    assert committed(tmp_path, "SELECT group_concat(slot || ':' || energy_wh) FROM readings"
+                     " WHERE meter_id = 7") == "0:100,2:94"

@@ -35,6 +35,9 @@ class DayTables:
     def meter_ids(self) -> npt.NDArray[np.int64]:
         raise NotImplementedError  # pragma: no cover - provided by SQLiteStorage
 
+    def _is_closed(self, day: date) -> bool:
+        raise NotImplementedError  # pragma: no cover - provided by SQLiteStorage
+
     # -- regions of meters ------------------------------------------------------
     def region_of_meters(self, meter_ids: npt.NDArray[np.int64]) -> list[str]:
         """The region of each meter (UNASSIGNED without one), in the order given."""
@@ -93,21 +96,26 @@ class DayTables:
 
     def close_day_from_readings(self, day: date) -> int:
         """Close ``day`` from its stored readings; returns the number of meters totalled."""
-        number = day_number(day)
         with self.transaction():  # type: ignore[attr-defined]
-            ids, values = self.day_matrix(day)
-            energy, counts = row_totals(values)
-            keep = counts > 0
-            self._db.executemany(
-                "INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
-                " VALUES (?, ?, ?, ?)",
-                zip([number] * int(keep.sum()), ids[keep].tolist(), energy[keep].tolist(),
-                    counts[keep].tolist(), strict=True),
-            )
-            self._mark_closed(day, (ids, values))
+            matrix = self._total_readings(day)
+            self._mark_closed(day, matrix)
             (count,) = self._db.execute(
-                "SELECT COUNT(*) FROM daily_totals WHERE day = ?", (number,)).fetchone()
+                "SELECT COUNT(*) FROM daily_totals WHERE day = ?", (day_number(day),)).fetchone()
         return int(count)
+
+    def _total_readings(self, day: date
+                        ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]]:
+        """Each meter's total of ``day`` from its stored readings; returns the day's matrix."""
+        ids, values = self.day_matrix(day)
+        energy, counts = row_totals(values)
+        keep = counts > 0
+        self._db.executemany(
+            "INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
+            " VALUES (?, ?, ?, ?)",
+            zip([day_number(day)] * int(keep.sum()), ids[keep].tolist(), energy[keep].tolist(),
+                counts[keep].tolist(), strict=True),
+        )
+        return ids, values
 
     def _mark_closed(self, day: date,
                      matrix: tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]] | None = None
@@ -270,21 +278,23 @@ class DayTables:
                 present.sum(axis=0, dtype=np.int64))
 
     def import_daily_totals(self, totals: Iterable[DailyTotal]) -> None:
-        """Load historic daily totals and mark their days closed."""
-        days: set[date] = set()
+        """Load historic daily totals and mark their days closed.
 
-        def rows() -> Iterator[tuple[int, int, int, int]]:
-            for total in totals:
-                days.add(total.day)
-                yield day_number(total.day), total.meter_id, total.energy_wh, total.readings
-
+        A day not closed yet is first totalled from its stored readings, so that marking
+        it closed leaves none of them out of its totals.
+        """
+        by_day: dict[date, list[DailyTotal]] = {}
+        for total in totals:
+            by_day.setdefault(total.day, []).append(total)
         with self.transaction():  # type: ignore[attr-defined]
-            self._db.executemany(
-                "INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
-                " VALUES (?, ?, ?, ?)",
-                rows(),
-            )
-            for day in sorted(days):
+            for day in sorted(by_day):
+                if not self._is_closed(day):
+                    self._total_readings(day)
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
+                    " VALUES (?, ?, ?, ?)",
+                    ((day_number(day), t.meter_id, t.energy_wh, t.readings) for t in by_day[day]),
+                )
                 self._mark_closed(day)
 
     # -- dashboards -------------------------------------------------------------
