@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
-from metermatrix.periods import Period, PeriodError
+from metermatrix.periods import Period, PeriodError, Resolution
 
 #: The calendar periods a resident can open at any date, in the order the picker lists them.
 HISTORY_KINDS = ("day", "week", "month", "year")
@@ -87,7 +87,7 @@ def _tz(period: Period) -> tzinfo:
 def history_period(kind: str, day: date, tz: tzinfo) -> HistoryPeriod:
     """The calendar ``kind`` ("day", "week", "month", "year") holding local ``day``."""
     first, end = _first_and_end(kind, day)
-    resolution = "half-hour" if kind == "day" else "day"
+    resolution: Resolution = "half-hour" if kind == "day" else "day"
     return HistoryPeriod(kind, _local(first, tz), _local(end, tz), resolution)
 
 
