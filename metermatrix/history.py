@@ -159,5 +159,5 @@ def history_nav(period: Period, now: datetime, tz: tzinfo, first_day: date | Non
         previous = None
     if following is not None and following.start > now:
         following = None
-    return HistoryNav(period, previous, following, period.name, period.first_day,
-                      first_day, today)
+    day = min(max(period.first_day, first_day or period.first_day), today)
+    return HistoryNav(period, previous, following, period.name, day, first_day, today)
