@@ -113,9 +113,19 @@ def test_an_open_calendar_week_is_compared_like_for_like(client: Client) -> None
         2 * DAY_KWH + today_kwh)
 
 
+def test_the_calendar_day_of_today_is_compared_with_yesterday_up_to_the_same_time(
+        client: Client) -> None:
+    document = client.get(f"{API}?period=day&date={NOW.date().isoformat()}").json()
+    today_kwh = sum(energy_wh(slot) for slot in range(28)) / 1000  # 00:00-14:00
+    assert document["total_kwh"] == pytest.approx(today_kwh)
+    assert document["previous"]["total_kwh"] == pytest.approx(  # type: ignore[index]
+        today_kwh - energy_wh(MISSING_HALF_HOUR[1]) / 1000)  # yesterday missed 10:00-10:30
+
+
 def test_a_year_is_twelve_monthly_bars_beside_the_year_before(client: Client) -> None:
     page = client.get(f"{PAGE}?period=year&date=2026-03-03").text
-    assert "<h1>2026" in page and "kWh per month" in page
+    assert "<h1>2026 <small>Thu 01 Jan \u2013 Thu 31 Dec 2026</small>" in page
+    assert "kWh per month" in page
     assert page.count("<tr class=") == 11  # January..November; December is still to come
     for month in ("January", "June", "November"):
         assert f'<th scope="row">{month}</th>' in page

@@ -273,6 +273,10 @@ class ConsumptionAPIHandler(_ConsumptionSource, JSONHandler):
                                     "valid_periods": list(RESIDENT_PERIODS),
                                     "calendar_periods": list(HISTORY_KINDS),
                                     "date_format": "YYYY-MM-DD"}, 400)
+        self.answer(meter_id, period)
+
+    def answer(self, meter_id: int, period: Period) -> None:
+        """The period's document, or 404 with the reason a calendar period has none."""
         first_day, reason = self.unavailable(meter_id, period)
         if reason is not None:
             return self.write_json({"error": reason, "period": period_block(period),
