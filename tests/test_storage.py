@@ -206,6 +206,17 @@ def test_readings_between_and_region_slot_energy(storage: SQLiteStorage) -> None
     assert storage.region_slot_energy(UNASSIGNED, D1, D3) == [(D1, 0, 40, 1)]
 
 
+def test_first_reading_day_is_the_meters_earliest_reading_or_imported_total(
+        storage: SQLiteStorage) -> None:
+    assert storage.first_reading_day(1) is None
+    fill(storage, Reading(2, D1, 0, 10), Reading(1, D3, 5, 10), Reading(1, D2, 47, 10))
+    assert storage.first_reading_day(1) == D2
+    assert storage.first_reading_day(2) == D1
+    assert storage.first_reading_day(3) is None
+    storage.import_daily_totals([DailyTotal(1, date(2025, 1, 31), 1000, 48)])
+    assert storage.first_reading_day(1) == date(2025, 1, 31)
+
+
 def test_daily_and_region_totals_between(storage: SQLiteStorage) -> None:
     storage.save_meter(MeterRecord(1, "A", None, "Central"))
     storage.add_meters([2])

@@ -142,6 +142,10 @@ class Storage(abc.ABC):
         """Readings of some meters for days ``first``..``last`` inclusive."""
 
     @abc.abstractmethod
+    def first_reading_day(self, meter_id: int) -> date | None:
+        """The first local day with a reading or an imported total of the meter (None: none)."""
+
+    @abc.abstractmethod
     def region_slot_energy(
         self, region: str, first: date, last: date
     ) -> list[tuple[date, int, int, int]]:

@@ -350,6 +350,28 @@ class SQLiteStorage(DayTables, Storage):
                              for slot in np.flatnonzero(values != MISSING))
         return found
 
+    def first_reading_day(self, meter_id: int) -> date | None:
+        """The first day with a reading or an imported total of the meter (None: none).
+
+        Steps through the distinct days of the (day, meter) keys, one seek each, and stops
+        at the first day that holds the meter.
+        """
+        found = [self._first_day_in(table, meter_id) for table in ("day_readings", "daily_totals")]
+        numbers = [number for number in found if number is not None]
+        return day_of_number(min(numbers)) if numbers else None
+
+    def _first_day_in(self, table: str, meter_id: int) -> int | None:
+        row = self._db.execute(
+            f"""WITH RECURSIVE days (day) AS (
+                  SELECT MIN(day) FROM {table}
+                  UNION ALL
+                  SELECT (SELECT MIN(day) FROM {table} WHERE day > days.day) FROM days
+                  WHERE days.day IS NOT NULL)
+                SELECT day FROM days WHERE day IS NOT NULL AND EXISTS (
+                  SELECT 1 FROM {table} t WHERE t.day = days.day AND t.meter_id = ?)
+                LIMIT 1""", (meter_id,)).fetchone()
+        return None if row is None else int(row[0])
+
     # -- accounts ---------------------------------------------------------------
     def add_resident(self, meter_id: int, password_hash: str) -> bool:
         """Create a resident account; False if the meter already has one."""

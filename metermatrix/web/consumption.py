@@ -14,11 +14,25 @@ import tornado.web
 from metermatrix import readers
 from metermatrix.averages import DEFINITION
 from metermatrix.charts import consumption_svg
+from metermatrix.history import (
+    HISTORY_KINDS,
+    HISTORY_PREVIOUS_NAMES,
+    HistoryPeriod,
+    history_nav,
+    unavailable_reason,
+)
 from metermatrix.periods import RESIDENT_PERIODS, Period, PeriodError, resolve_period
 from metermatrix.queries import MeterConsumption
 from metermatrix.slots import SLOT_LABELS, SLOT_MINUTES
 from metermatrix.storage import UNASSIGNED, Storage
 from metermatrix.web.base import BaseHandler, JSONHandler
+from metermatrix.web.historyview import (
+    OUTPUTS,
+    calendar_choice,
+    download_name,
+    greenbutton_document,
+    year_view,
+)
 from metermatrix.web.residentpage import ResidentPage, ResidentState, parse_meter_text
 
 #: How the period before each resident period is called on the page and in the chart.
@@ -28,6 +42,7 @@ PREVIOUS_NAMES = {
     "current-week": "Last week",
     "current-month": "Last month",
     "prev-month": "The month before",
+    **HISTORY_PREVIOUS_NAMES,
 }
 DEFAULT_PERIOD = "current-day"
 
@@ -81,14 +96,19 @@ def consumption_records(result: MeterConsumption) -> list[dict[str, Any]]:
     return records
 
 
+def period_block(period: Period) -> dict[str, str]:
+    """The JSON description of a period: name, title, resolution, start and end."""
+    return {"name": period.name, "title": period.title, "resolution": period.resolution,
+            "start": period.start.isoformat(), "end": period.end.isoformat()}
+
+
 def consumption_document(result: MeterConsumption, tariff_sgd_per_kwh: float) -> dict[str, Any]:
     """The JSON API's answer for one meter and period."""
     period, previous = result.period, result.previous
     return {
         "meter_id": f"{result.meter_id:09d}",
         "region": result.region,
-        "period": {"name": period.name, "title": period.title, "resolution": period.resolution,
-                   "start": period.start.isoformat(), "end": period.end.isoformat()},
+        "period": period_block(period),
         "unit": "kWh",
         "total_kwh": _kwh(result.total_kwh),
         "estimated_cost_sgd": _kwh(result.total_kwh * tariff_sgd_per_kwh, 2),
@@ -159,14 +179,25 @@ class _ConsumptionSource(BaseHandler):
                                        self.service.clock(), today)
 
     def chosen_period(self) -> Period | None:
-        """The ``period`` argument as a resident period, or None when it is not one."""
+        """The ``period`` argument (with ``date`` for a calendar period) as a resident
+        period, or None when it is not one."""
         name = self.get_argument("period", DEFAULT_PERIOD)
+        if name in HISTORY_KINDS:
+            return calendar_choice(name, self.get_argument("date", None),
+                                   self.service.clock(), self.service.settings.tz)
         if name not in RESIDENT_PERIODS:
             return None
         try:
             return resolve_period(name, self.service.clock(), self.service.settings.tz)
         except PeriodError:
             return None
+
+    def unavailable(self, meter_id: int, period: Period) -> tuple[date | None, str | None]:
+        """The meter's first reading day, and why a calendar period has nothing to show."""
+        first_day = self.service.storage.first_reading_day(meter_id)
+        if not isinstance(period, HistoryPeriod):
+            return first_day, None
+        return first_day, unavailable_reason(period, self.service.clock(), first_day)
 
 
 class ConsumptionHandler(_ConsumptionSource, ResidentPage):
@@ -177,26 +208,57 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
         meter_id = self.own_meter(meter_text)
         period = self.chosen_period()
         output = self.get_argument("format", "html")
-        if period is None or output not in ("html", "csv"):
+        if period is None or output not in OUTPUTS:
             self.set_status(400)
             self.render("period_error.html", meter_id=meter_id,
                         asked=self.get_argument("period", DEFAULT_PERIOD), output=output)
             return
+        first_day, reason = self.unavailable(meter_id, period)
+        if reason is not None:
+            return self.send_unavailable(meter_id, period, output, reason, first_day)
+        if output == "greenbutton":
+            return self.send_greenbutton(meter_id, period)
         result = await self.load(meter_id, period)
         if output == "csv":
-            self.send_csv(result)
-            return
+            return self.send_csv(result)
+        await self.send_page(result, first_day)
+
+    async def send_page(self, result: MeterConsumption, first_day: date | None) -> None:
+        """The page: cards, the chart (12 months for a year) and the table."""
+        period, now = result.period, self.service.clock()
         previous_name = PREVIOUS_NAMES[period.name]
-        svg = await self.service.read(consumption_chart, result.rows, period, previous_name,
-                                      f"{result.region} average")
-        self.render("consumption.html", result=result, svg=svg, table=table_rows(result),
+        if period.name == "year":
+            view = year_view(self.service.storage, result, first_day, now)
+            svg, table = view.svg, view.table
+        else:
+            svg = await self.service.read(consumption_chart, result.rows, period,
+                                          previous_name, f"{result.region} average")
+            table = table_rows(result)
+        self.render("consumption.html", result=result, svg=svg, table=table,
                     previous_name=previous_name, settings=self.service.settings,
-                    meter_id=meter_id, average_definition=DEFINITION)
+                    meter_id=result.meter_id, average_definition=DEFINITION,
+                    nav=history_nav(period, now, self.service.settings.tz, first_day))
+
+    def send_unavailable(self, meter_id: int, period: Period, output: str, reason: str,
+                         first_day: date | None) -> None:
+        """A calendar period in the future or before the first reading: said, not drawn."""
+        nav = history_nav(period, self.service.clock(), self.service.settings.tz, first_day)
+        if output != "html":
+            self.set_status(404)
+        self.render("history_empty.html", meter_id=meter_id, period=period, reason=reason,
+                    nav=nav)
+
+    def send_greenbutton(self, meter_id: int, period: Period) -> None:
+        """The period's half-hourly readings as a Green Button (ESPI) download."""
+        name = download_name(meter_id, period, "xml")
+        self.set_header("Content-Type", "application/atom+xml; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        self.finish(greenbutton_document(self.service.storage, meter_id, period,
+                                         self.service.clock()))
 
     def send_csv(self, result: MeterConsumption) -> None:
         """The period's rows as a CSV download."""
-        name = f"metermatrix-{result.meter_id:09d}-{result.period.name}-" \
-               f"{result.period.first_day.isoformat()}.csv"
+        name = download_name(result.meter_id, result.period, "csv")
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
         self.finish(consumption_csv(result))
@@ -223,7 +285,22 @@ class ConsumptionAPIHandler(_ConsumptionSource, JSONHandler):
         period = self.chosen_period()
         if period is None:
             name = self.get_argument("period", DEFAULT_PERIOD)
-            return self.write_json({"error": f"unknown period {name!r}",
-                                    "valid_periods": list(RESIDENT_PERIODS)}, 400)
+            return self.write_json({"error": f"unknown period {name!r} or date",
+                                    "valid_periods": list(RESIDENT_PERIODS),
+                                    "calendar_periods": list(HISTORY_KINDS),
+                                    "date_format": "YYYY-MM-DD"}, 400)
+        await self.answer(meter_id, period)
+
+    async def answer(self, meter_id: int, period: Period) -> None:
+        """The period's document, or 404 with the reason a calendar period has none."""
+        first_day, reason = self.unavailable(meter_id, period)
+        if reason is not None:
+            return self.write_json({"error": reason, "period": period_block(period),
+                                    "first_reading_date": first_day and first_day.isoformat()},
+                                   404)
         result = await self.load(meter_id, period)
-        self.write_json(consumption_document(result, self.service.settings.tariff_sgd_per_kwh))
+        document = consumption_document(result, self.service.settings.tariff_sgd_per_kwh)
+        if period.name == "year":
+            document["months"] = year_view(self.service.storage, result, first_day,
+                                           self.service.clock()).months
+        self.write_json(document)

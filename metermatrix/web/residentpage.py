@@ -85,7 +85,8 @@ def period_span(period: Period) -> str:
         return f"{period.start:%a %d %b %Y, %H:%M}\u2013{period.end:%H:%M}"
     if period.first_day == last:
         return f"{period.start:%a %d %b %Y}"
-    if period.first_day.day == 1 and (last + _DAY).day == 1:
+    if period.first_day.day == 1 and (last + _DAY).day == 1 and (
+            (period.first_day.year, period.first_day.month) == (last.year, last.month)):
         return f"{period.start:%B %Y}"
     return f"{period.start:%a %d %b} \u2013 {last:%a %d %b %Y}"
 
