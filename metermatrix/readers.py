@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime
@@ -39,6 +41,23 @@ averages = RegionAverageCache()
 
 def _open(data_dir: Path) -> None:
     _local.storage = open_storage(data_dir)
+
+
+def _open_in_process(data_dir: Path) -> None:
+    """A reader process's start: its connection, and an end when the server ends.
+
+    A server killed outright (kill -9) cannot stop its readers; each one watches its
+    parent and exits once it is gone.
+    """
+    _open(data_dir)
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
 
 
 def _call(function: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -65,7 +84,7 @@ class Readers:
         if processes > 0:
             self._executor = ProcessPoolExecutor(
                 processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_open, initargs=(data_dir,))
+                initializer=_open_in_process, initargs=(data_dir,))
         else:
             self._executor = ThreadPoolExecutor(1, "reader", initializer=_open,
                                                 initargs=(data_dir,))
