@@ -43,17 +43,16 @@ def _open(data_dir: Path) -> None:
     _local.storage = open_storage(data_dir)
 
 
-def _open_in_process(data_dir: Path) -> None:
+def _open_in_process(data_dir: Path, server_pid: int) -> None:
     """A reader process's start: its connection, and an end when the server ends.
 
     A server killed outright (kill -9) cannot stop its readers; each one watches its
     parent and exits once it is gone.
     """
     _open(data_dir)
-    parent = os.getppid()
 
     def watch_parent() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == server_pid:
             time.sleep(0.5)
         os._exit(0)
 
@@ -84,7 +83,7 @@ class Readers:
         if processes > 0:
             self._executor = ProcessPoolExecutor(
                 processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_open_in_process, initargs=(data_dir,))
+                initializer=_open_in_process, initargs=(data_dir, os.getpid()))
         else:
             self._executor = ThreadPoolExecutor(1, "reader", initializer=_open,
                                                 initargs=(data_dir,))

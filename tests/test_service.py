@@ -18,7 +18,7 @@ from metermatrix.signing import meter_key, sign_body
 from metermatrix.slots import interval_start
 from metermatrix.storage import MeterRecord, Storage, open_storage
 from metermatrix.web.app import make_app
-from tests.conftest import free_port
+from tests.conftest import ServerProcess, free_port
 from tests.test_routines import Clock, at, settings_for
 
 DAY = date(2025, 2, 8)
@@ -97,3 +97,29 @@ def test_meters_are_answered_while_a_residents_page_is_computed(tmp_path: Path) 
             await service.stop()
 
     asyncio.run(main())
+
+
+def reader_processes(server_pid: int) -> list[int]:
+    """The server's spawned reader processes (children running multiprocessing's spawn)."""
+    found = []
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in command:
+                found.append(int(child))
+    return found
+
+
+def test_reader_processes_end_with_a_killed_server(make_server: type[ServerProcess]) -> None:
+    server = make_server()
+    assert server.process is not None
+    deadline = time.monotonic() + 30
+    while not (readers := reader_processes(server.process.pid)):
+        assert time.monotonic() < deadline, "no reader process started"
+        time.sleep(0.1)
+    server.kill()  # kill -9: the server cannot stop its readers itself
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and b"spawn_main" in
+              Path(f"/proc/{pid}/cmdline").read_bytes() for pid in readers):
+        assert time.monotonic() < deadline, "a reader outlived its server"
+        time.sleep(0.1)
