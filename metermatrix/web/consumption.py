@@ -17,6 +17,7 @@ from metermatrix.periods import RESIDENT_PERIODS, Period, PeriodError, resolve_p
 from metermatrix.queries import MeterConsumption, meter_consumption
 from metermatrix.slots import SLOT_LABELS, SLOT_MINUTES
 from metermatrix.web.base import BaseHandler, JSONHandler
+from metermatrix.web.figures import add_document_figures, page_figures
 from metermatrix.web.residentpage import ResidentPage, ResidentState, parse_meter_text
 
 #: How the period before each resident period is called on the page and in the chart.
@@ -175,7 +176,9 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
         svg = consumption_svg(result.rows, period, previous_name, f"{result.region} average")
         self.render("consumption.html", result=result, svg=svg, table=table_rows(result),
                     previous_name=previous_name, settings=self.service.settings,
-                    meter_id=meter_id, average_definition=DEFINITION)
+                    meter_id=meter_id, average_definition=DEFINITION,
+                    **page_figures(result, self.service.clock(), self.service.settings,
+                                   previous_name))
 
     def send_csv(self, result: MeterConsumption) -> None:
         """The period's rows as a CSV download."""
@@ -210,4 +213,6 @@ class ConsumptionAPIHandler(_ConsumptionSource, JSONHandler):
             return self.write_json({"error": f"unknown period {name!r}",
                                     "valid_periods": list(RESIDENT_PERIODS)}, 400)
         result = self.load(meter_id, period)
-        self.write_json(consumption_document(result, self.service.settings.tariff_sgd_per_kwh))
+        document = consumption_document(result, self.service.settings.tariff_sgd_per_kwh)
+        self.write_json(add_document_figures(document, result, self.service.clock(),
+                                             self.service.settings))

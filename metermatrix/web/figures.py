@@ -1,0 +1,41 @@
+"""The figures a consumption page and its JSON show beside the totals of ``queries``.
+
+What each total covers, the fair comparison with the neighbours: built here from a
+``MeterConsumption`` and the instant ``now``, so the handlers only pass them on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from metermatrix.comparison import compare_with_neighbours, compared_until, total_until, until_text
+from metermatrix.queries import MeterConsumption
+from metermatrix.settings import Settings
+
+
+def page_figures(result: MeterConsumption, now: datetime, settings: Settings,
+                 previous_name: str) -> dict[str, Any]:
+    """Template values of the consumption page beyond the totals."""
+    previous_until = compared_until(result.period, result.previous, now)
+    previous_label = previous_name
+    if result.is_open:
+        previous_label = f"{previous_name} up to {until_text(result.previous, previous_until)}"
+    return {"neighbours": compare_with_neighbours(result, now),
+            "previous_label": previous_label}
+
+
+def add_document_figures(document: dict[str, Any], result: MeterConsumption, now: datetime,
+                         settings: Settings) -> dict[str, Any]:
+    """Add to the JSON answer what each total covers and the fair neighbour comparison."""
+    until = total_until(result.period, now)
+    document["total_covers"] = {"start": result.period.start.isoformat(),
+                                "end": until.isoformat()}
+    previous_until = compared_until(result.period, result.previous, now)
+    document["previous"]["total_covers"] = {"start": result.previous.start.isoformat(),
+                                            "end": previous_until.isoformat()}
+    document["previous"]["total_is"] = (
+        "the previous period up to the same offset into it as total_kwh"
+        if result.is_open else "the whole previous period")
+    document["region_average"]["comparison"] = compare_with_neighbours(result, now).as_record()
+    return document
