@@ -176,3 +176,27 @@ def test_the_two_yesterdays_carry_different_labels(figures_server: ServerProcess
                 datetime.combine(figures_server.now().astimezone(TZ).date(),
                                  datetime.min.time(), TZ))
     assert f"Yesterday up to {until:%H:%M}" in card(page, "previous")
+
+
+# -- item 5: the late-reading banner ---------------------------------------------------------
+def notice(page: str) -> str:
+    found = re.search(r'<p class="notice">(.*?)</p>', page, re.S)
+    assert found, "no missing-readings banner"
+    return " ".join(found.group(1).split())
+
+
+def test_the_banner_does_not_promise_late_readings_for_days_past_the_window(
+        figures_server: ServerProcess) -> None:
+    client = client_of(figures_server, GAPPY)
+    banner = notice(client.get(f"/profile/{GAPPY}/consumption?period=prev-month").text)
+    now = figures_server.now()
+    days = last_month(now.astimezone(TZ).date())[1:]  # GAPPY reported only the first
+    ends = [datetime.combine(day + timedelta(days=1), datetime.min.time(), TZ)
+            + timedelta(minutes=1) for day in days]
+    still = sum(end >= now - timedelta(days=7) for end in ends)
+    assert still < len(days)  # last month always has days past the 7-day window
+    assert "for up to 7 days" not in banner
+    if still:
+        assert f"{still} of them are less than 7 days old and can still arrive" in banner
+    else:
+        assert "will not arrive any more" in banner

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from metermatrix.comparison import compare_with_neighbours, compared_until, total_until, until_text
+from metermatrix.lateness import late_readings_note
 from metermatrix.queries import MeterConsumption
 from metermatrix.settings import Settings
 
@@ -22,7 +23,8 @@ def page_figures(result: MeterConsumption, now: datetime, settings: Settings,
     if result.is_open:
         previous_label = f"{previous_name} up to {until_text(result.previous, previous_until)}"
     return {"neighbours": compare_with_neighbours(result, now),
-            "previous_label": previous_label}
+            "previous_label": previous_label,
+            "late_note": late_readings_note(result, now, settings.late_days)}
 
 
 def add_document_figures(document: dict[str, Any], result: MeterConsumption, now: datetime,
