@@ -200,3 +200,32 @@ def test_the_banner_does_not_promise_late_readings_for_days_past_the_window(
         assert f"{still} of them are less than 7 days old and can still arrive" in banner
     else:
         assert "will not arrive any more" in banner
+
+
+# -- item 8: CO2 beside the cost ------------------------------------------------------------
+def test_each_period_states_its_co2_at_the_default_ema_factor(
+        figures_server: ServerProcess) -> None:
+    client = client_of(figures_server, STEADY)
+    document = api(client, STEADY, "prev-month")
+    assert document["emission_factor_kg_co2_per_kwh"] == 0.408
+    assert document["estimated_co2_kg"] == pytest.approx(
+        document["total_kwh"] * 0.408, abs=0.001)  # type: ignore[operator]
+    text = card(client.get(f"/profile/{STEADY}/consumption?period=prev-month").text, "co2")
+    assert f"{document['total_kwh'] * 0.408:.2f} kg" in text  # type: ignore[operator]
+    assert "0.408 kg CO 2 /kWh" in text and "Energy Market Authority" in text
+    assert "2020" in text and "T2.4" in text
+
+
+def test_the_emission_factor_setting_changes_the_estimate(
+        make_server: type[ServerProcess], tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    server = ServerProcess(data_dir, timezone=TIMEZONE, clock_at=fixture_clock(CLOCK_AT))
+    prefill(data_dir, server.now())
+    server = make_server(data_dir, timezone=TIMEZONE, clock_at=fixture_clock(CLOCK_AT),
+                         extra=["--grid-emission-factor-kg-per-kwh", "0.5"])
+    client = client_of(server, STEADY)
+    document = api(client, STEADY, "prev-month")
+    assert document["estimated_co2_kg"] == pytest.approx(
+        document["total_kwh"] * 0.5, abs=0.001)  # type: ignore[operator]
+    text = card(client.get(f"/profile/{STEADY}/consumption?period=prev-month").text, "co2")
+    assert "0.500 kg CO 2 /kWh" in text and "Energy Market Authority" not in text

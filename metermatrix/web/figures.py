@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from metermatrix.comparison import compare_with_neighbours, compared_until, total_until, until_text
+from metermatrix.emissions import emissions_kg, factor_source
 from metermatrix.lateness import late_readings_note
 from metermatrix.queries import MeterConsumption
 from metermatrix.settings import Settings
@@ -24,7 +25,9 @@ def page_figures(result: MeterConsumption, now: datetime, settings: Settings,
         previous_label = f"{previous_name} up to {until_text(result.previous, previous_until)}"
     return {"neighbours": compare_with_neighbours(result, now),
             "previous_label": previous_label,
-            "late_note": late_readings_note(result, now, settings.late_days)}
+            "late_note": late_readings_note(result, now, settings.late_days),
+            "co2_kg": emissions_kg(result.total_kwh, settings.grid_emission_factor_kg_per_kwh),
+            "co2_source": factor_source(settings.grid_emission_factor_kg_per_kwh)}
 
 
 def add_document_figures(document: dict[str, Any], result: MeterConsumption, now: datetime,
@@ -39,5 +42,9 @@ def add_document_figures(document: dict[str, Any], result: MeterConsumption, now
     document["previous"]["total_is"] = (
         "the previous period up to the same offset into it as total_kwh"
         if result.is_open else "the whole previous period")
+    factor = settings.grid_emission_factor_kg_per_kwh
+    co2_kg = emissions_kg(result.total_kwh, factor)
+    document["estimated_co2_kg"] = None if co2_kg != co2_kg else round(co2_kg, 3)
+    document["emission_factor_kg_co2_per_kwh"] = factor
     document["region_average"]["comparison"] = compare_with_neighbours(result, now).as_record()
     return document
