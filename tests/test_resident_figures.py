@@ -229,3 +229,25 @@ def test_the_emission_factor_setting_changes_the_estimate(
         document["total_kwh"] * 0.5, abs=0.001)  # type: ignore[operator]
     text = card(client.get(f"/profile/{STEADY}/consumption?period=prev-month").text, "co2")
     assert "0.500 kg CO 2 /kWh" in text and "Energy Market Authority" not in text
+
+
+# -- item 9: this month's projected bill ------------------------------------------------------
+def test_this_months_projection_fills_the_rest_of_the_month_with_the_usual_day(
+        figures_server: ServerProcess) -> None:
+    client = client_of(figures_server, STEADY)
+    today = figures_server.now().astimezone(TZ).date()
+    month_days = len(last_month(today.replace(day=28) + timedelta(days=7)))
+    usual_day_kwh = 48 * STEADY_WH / 1000
+    projection = api(client, STEADY, "current-month")["projection"]
+    assert projection["usual_day_kwh"] == pytest.approx(usual_day_kwh)  # type: ignore[index]
+    assert projection["so_far_kwh"] == pytest.approx(  # type: ignore[index]
+        (today.day - 1) * usual_day_kwh)
+    assert projection["expected_kwh"] == pytest.approx(  # type: ignore[index]
+        month_days * usual_day_kwh)
+    assert projection["expected_cost_sgd"] == round(  # type: ignore[index]
+        month_days * usual_day_kwh * 0.30, 2)
+    text = card(client.get(f"/profile/{STEADY}/consumption?period=current-month").text,
+                "projection")
+    assert f"{month_days * usual_day_kwh:,.2f} kWh" in text
+    assert "usual half hour" in text and "last 28 days" in text
+    assert "projection" not in api(client, STEADY, "prev-month")

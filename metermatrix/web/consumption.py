@@ -178,7 +178,7 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
                     previous_name=previous_name, settings=self.service.settings,
                     meter_id=meter_id, average_definition=DEFINITION,
                     **page_figures(result, self.service.clock(), self.service.settings,
-                                   previous_name))
+                                   previous_name, self.service.storage))
 
     def send_csv(self, result: MeterConsumption) -> None:
         """The period's rows as a CSV download."""
@@ -215,4 +215,4 @@ class ConsumptionAPIHandler(_ConsumptionSource, JSONHandler):
         result = self.load(meter_id, period)
         document = consumption_document(result, self.service.settings.tariff_sgd_per_kwh)
         self.write_json(add_document_figures(document, result, self.service.clock(),
-                                             self.service.settings))
+                                             self.service.settings, self.service.storage))
