@@ -27,6 +27,9 @@ SETTINGS: list[tuple[str, object, str]] = [
     ("snapshot_hours", 2.0, "interval between recovery JSON snapshots [h]"),
     ("close_time", "23:45", "local time at which the day is closed (HH:MM)"),
     ("tariff_sgd_per_kwh", 0.30, "tariff used for cost estimates [S$/kWh incl. GST]"),
+    ("grid_emission_factor_kg_per_kwh", 0.408,
+     "grid emission factor for CO2 estimates [kg CO2/kWh] (EMA average operating margin "
+     "2020, Singapore Energy Statistics table T2.4)"),
     ("dashboards", True, "start Voila and serve the notebooks as dashboards"),
     ("voila_kernels", 2, "preheated kernels per dashboard notebook"),
     ("reader_processes", 1, "processes computing residents' pages beside the server "
@@ -59,6 +62,7 @@ class Settings:
     snapshot_hours: float = 2.0
     close_time: str = "23:45"
     tariff_sgd_per_kwh: float = 0.30
+    grid_emission_factor_kg_per_kwh: float = 0.408
     dashboards: bool = True
     reader_processes: int = 1
     voila_kernels: int = 2

@@ -26,6 +26,7 @@ from metermatrix.queries import MeterConsumption
 from metermatrix.slots import SLOT_LABELS, SLOT_MINUTES
 from metermatrix.storage import UNASSIGNED, Storage
 from metermatrix.web.base import BaseHandler, JSONHandler
+from metermatrix.web.figures import add_document_figures, page_figures
 from metermatrix.web.historyview import (
     OUTPUTS,
     calendar_choice,
@@ -237,7 +238,9 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
         self.render("consumption.html", result=result, svg=svg, table=table,
                     previous_name=previous_name, settings=self.service.settings,
                     meter_id=result.meter_id, average_definition=DEFINITION,
-                    nav=history_nav(period, now, self.service.settings.tz, first_day))
+                    nav=history_nav(period, now, self.service.settings.tz, first_day),
+                    **page_figures(result, now, self.service.settings, previous_name,
+                                   self.service.storage))
 
     def send_unavailable(self, meter_id: int, period: Period, output: str, reason: str,
                          first_day: date | None) -> None:
@@ -303,4 +306,5 @@ class ConsumptionAPIHandler(_ConsumptionSource, JSONHandler):
         if period.name == "year":
             document["months"] = year_view(self.service.storage, result, first_day,
                                            self.service.clock()).months
-        self.write_json(document)
+        self.write_json(add_document_figures(document, result, self.service.clock(),
+                                             self.service.settings, self.service.storage))
