@@ -23,6 +23,7 @@ from metermatrix.history import (
 )
 from metermatrix.periods import RESIDENT_PERIODS, Period, PeriodError, resolve_period
 from metermatrix.queries import MeterConsumption
+from metermatrix.settings import Settings
 from metermatrix.slots import SLOT_LABELS, SLOT_MINUTES
 from metermatrix.storage import UNASSIGNED, Storage
 from metermatrix.web.base import BaseHandler, JSONHandler
@@ -154,10 +155,18 @@ def table_rows(result: MeterConsumption) -> list[tuple[str, float, str, float, f
     return table
 
 
-def consumption_chart(_: Storage, rows: pd.DataFrame, period: Period, previous_label: str,
-                      region_label: str) -> str:
-    """``consumption_svg`` as a reader job."""
-    return consumption_svg(rows, period, previous_label, region_label)
+def page_parts(storage: Storage, result: MeterConsumption, first_day: date | None,
+               now: datetime, settings: Settings, previous_name: str
+               ) -> tuple[str, list[Any], dict[str, Any]]:
+    """The page's chart, table and further figures (a reader job: off the event loop)."""
+    if result.period.name == "year":
+        view = year_view(storage, result, first_day, now)
+        svg, table = view.svg, view.table
+    else:
+        svg = consumption_svg(result.rows, result.period, previous_name,
+                              f"{result.region} average")
+        table = table_rows(result)
+    return svg, table, page_figures(result, now, settings, previous_name, storage)
 
 
 class _ConsumptionSource(BaseHandler):
@@ -226,21 +235,14 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
 
     async def send_page(self, result: MeterConsumption, first_day: date | None) -> None:
         """The page: cards, the chart (12 months for a year) and the table."""
-        period, now = result.period, self.service.clock()
+        period, now, settings = result.period, self.service.clock(), self.service.settings
         previous_name = PREVIOUS_NAMES[period.name]
-        if period.name == "year":
-            view = year_view(self.service.storage, result, first_day, now)
-            svg, table = view.svg, view.table
-        else:
-            svg = await self.service.read(consumption_chart, result.rows, period,
-                                          previous_name, f"{result.region} average")
-            table = table_rows(result)
+        svg, table, figures = await self.service.read(page_parts, result, first_day, now,
+                                                      settings, previous_name)
         self.render("consumption.html", result=result, svg=svg, table=table,
-                    previous_name=previous_name, settings=self.service.settings,
+                    previous_name=previous_name, settings=settings,
                     meter_id=result.meter_id, average_definition=DEFINITION,
-                    nav=history_nav(period, now, self.service.settings.tz, first_day),
-                    **page_figures(result, now, self.service.settings, previous_name,
-                                   self.service.storage))
+                    nav=history_nav(period, now, settings.tz, first_day), **figures)
 
     def send_unavailable(self, meter_id: int, period: Period, output: str, reason: str,
                          first_day: date | None) -> None:
