@@ -425,3 +425,32 @@ def test_vectorised_restore_equals_restoring_reading_by_reading(settings: Settin
         return service.collector.store.to_nested()
 
     assert run_service(settings, Clock(at(D1, 10, 0)), body) == one_by_one.to_nested()
+
+
+def test_packets_racing_the_close_are_each_counted_once(settings: Settings) -> None:
+    """Open-day packets in flight when the close starts, and late ones queued behind it:
+    each acknowledged reading lands in the closed day's total exactly once."""
+    clock = Clock(at(D1, 23, 44))
+    meters = range(1, 201)
+
+    async def body(service: MeterService) -> list[str]:
+        for meter_id in meters:
+            await send(service, meter_id, D1, 45, 0.1)
+        in_flight = [asyncio.ensure_future(send(service, m, D1, 46, m / 1000)) for m in meters]
+        clock.now = at(D1, 23, 45)
+        closing = asyncio.ensure_future(service.close_open_day())
+        await asyncio.sleep(0)  # the close is under way: the next packets are late ones
+        clock.now = at(D2, 0, 2)
+        late = [asyncio.ensure_future(send(service, m, D1, 47, 0.25)) for m in meters]
+        receipts = await asyncio.gather(*in_flight, *late)
+        assert await closing == D1
+        return [receipt.outcome for receipt in receipts]
+
+    outcomes = run_service(settings, clock, body)
+    assert outcomes == ["stored"] * 400
+    assert totals_match_readings(settings.data_dir, D1)
+    expected = sum(100 + m + 250 for m in meters)
+    assert query(settings.data_dir, "SELECT SUM(energy_wh), SUM(readings) FROM day_totals"
+                 " WHERE day = '2025-02-08'") == [(expected, 600)]
+    assert query(settings.data_dir, "SELECT energy_wh, readings FROM region_daily") == [
+        (expected, 600)]
