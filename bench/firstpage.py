@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from datetime import UTC, date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -47,6 +46,7 @@ from bench._common import (  # noqa: E402
     write_result,
 )
 from bench.cityscale import peak_rss_mb  # noqa: E402
+from bench.consumption import PASSWORD, Client  # noqa: E402
 from metermatrix.accounts import hash_password  # noqa: E402
 from metermatrix.fleet import REGIONS  # noqa: E402
 from metermatrix.periods import RESIDENT_PERIODS  # noqa: E402
@@ -55,7 +55,6 @@ from metermatrix.storage import SQLiteStorage  # noqa: E402
 from metermatrix.storage.packing import MISSING  # noqa: E402
 
 FIRST_ID = 100_000_000
-PASSWORD = "bench-password-1"
 CHUNK = 200_000
 
 
@@ -89,36 +88,16 @@ def build(data_dir: Path, meters: int, days: int, tz: ZoneInfo, residents: int
     return people, today, sent[-1]
 
 
-class Resident:
+class Resident(Client):
     """A keep-alive HTTP client logged in as one resident."""
 
     def __init__(self, port: int, meter_id: int) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        self.cookies: dict[str, str] = {}
+        super().__init__(port)
         self.meter_id = meter_id
-        self.get("/profile")
-        status = self.request("POST", "/profile", {
-            "meter_id": str(meter_id), "password": PASSWORD, "_xsrf": self.cookies["_xsrf"]})
-        if status != 303:
-            raise RuntimeError(f"login failed with {status}")
-
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> int:
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        self.connection.request(method, path, body=body, headers=headers)
-        response = self.connection.getresponse()
-        for header, value in response.getheaders():
-            if header.lower() == "set-cookie":
-                name, _, rest = value.partition("=")
-                self.cookies[name] = rest.split(";", 1)[0]
-        response.read()
-        return response.status
+        self.login(meter_id)
 
     def get(self, path: str) -> int:
-        return self.request("GET", path)
+        return self.request("GET", path)[0]
 
     def page_ms(self, period: str) -> float:
         """Wall time [ms] of one consumption page of ``period``."""
