@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from metermatrix.meterregions import MeterRegions
 from metermatrix.packets import Packet
 from metermatrix.recovery import load_snapshot, read_meta, snapshot_path
 from metermatrix.slots import SLOT_LABELS
@@ -114,9 +113,7 @@ class Collector:
 
     def move_meter(self, meter_id: int, region: str | None) -> None:
         """A meter's region changed: count its readings of today under the new one."""
-        regions = self.store.regions
-        if isinstance(regions, MeterRegions):
-            self.store.move(meter_id, regions.assign(meter_id, region or UNASSIGNED))
+        self.store.move(meter_id, region or UNASSIGNED)
 
     def restore(self, storage: Storage, day: date) -> int:
         """Open ``day``: fill today's store from the database; returns readings restored.

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
 
 from metermatrix import metrics
 from metermatrix.collector import Collector
@@ -29,8 +28,6 @@ from metermatrix.today import TodayStore
 from metermatrix.writer import ReadingWriter
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -57,7 +54,8 @@ class MeterService:
         self.collector: Collector | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._snapshot_task: asyncio.Future[bool] | None = None
-        # Slow reads (pages' figures and charts) run there, beside the event loop.
+        # Reads that take more than a few milliseconds (a resident's page: its figures
+        # and chart) run there, beside the event loop, so meters are answered meanwhile.
         self.readers = Readers(settings.data_dir, settings.reader_processes)
 
     async def start(self) -> None:
@@ -84,14 +82,6 @@ class MeterService:
         """The day today's store collects."""
         assert self.collector is not None
         return self.collector.store.day
-
-    async def read(self, function: Callable[..., T], *args: Any) -> T:
-        """``function(storage, *args)`` on a reader process, off the event loop.
-
-        For reads that take more than a few milliseconds (a resident's page: its figures
-        and chart), so that meters are answered meanwhile. ``function`` is module-level.
-        """
-        return await self.readers.run(function, *args)
 
     # -- the day close -------------------------------------------------------------
     def _schedule_close(self) -> None:

@@ -35,6 +35,9 @@ class RegionCodes(Protocol):
     def codes_of(self, meter_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int16]:
         """The region code of each meter, in the order given."""
 
+    def assign(self, meter_id: int, region: str) -> int:
+        """Record a meter's (new) region; returns its code."""
+
 
 @dataclass(frozen=True)
 class OpenDaySums:
@@ -254,10 +257,13 @@ class TodayStore:
             return None
         return OpenDaySums(self.day, {region: self.region_slots(region) for region in regions})
 
-    def move(self, meter_id: int, code: int) -> None:
-        """Count a meter's readings under region ``code`` from now on (its region changed)."""
+    def move(self, meter_id: int, region: str) -> None:
+        """Count a meter's readings under ``region`` from now on (its region changed)."""
+        if self.regions is None:
+            return
+        code = self.regions.assign(meter_id, region)
         row = self._rows.get(meter_id)
-        if row is None or self.regions is None:
+        if row is None:
             return
         self._fit_regions()
         values = self._values[row]

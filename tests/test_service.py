@@ -75,7 +75,7 @@ def test_meters_are_answered_while_a_residents_page_is_computed(tmp_path: Path) 
         try:
             jar = await log_in(http, url)
             # The reader is held busy: the page must wait for it, the meters must not.
-            held = asyncio.ensure_future(service.read(wait_for_file, release, 60))
+            held = asyncio.ensure_future(service.readers.run(wait_for_file, release, 60))
             page = asyncio.ensure_future(http.fetch(
                 url + f"/profile/{RESIDENT}/consumption?period=current-day",
                 headers=cookie_header(jar)))

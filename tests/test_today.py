@@ -168,9 +168,7 @@ def test_region_sums_follow_every_put_clear_merge_move_and_reset() -> None:
             store.clear(meter_id, slot)
     values = np.where(rng.random((10, 48)) < 0.5, rng.integers(0, 900, (10, 48)), 0xFFFF)
     store.merge(np.arange(1030, 1040, dtype=np.int64), values.astype(np.uint16))
-    regions = store.regions
-    assert isinstance(regions, MeterRegions)
-    store.move(1000, regions.assign(1000, "East"))
+    store.move(1000, "East")
     region_of[1000] = "East"
     for name in ("West", "East", "North", "Unassigned"):
         energy, readings = store.region_slots(name)

@@ -177,7 +177,7 @@ class _ConsumptionSource(BaseHandler):
     async def load(self, meter_id: int, period: Period) -> MeterConsumption:
         """The meter's consumption in ``period`` with the previous period and its region.
 
-        Computed on the service's reader thread (off the event loop); the open day's sums
+        Computed by a reader (off the event loop); the open day's sums
         of the meter's region are copied from today's store first.
         """
         meter = self.service.storage.get_meter(meter_id)
@@ -185,8 +185,8 @@ class _ConsumptionSource(BaseHandler):
         collector = self.service.collector
         today = (collector.store.open_day_sums([region or UNASSIGNED])
                  if collector is not None else None)
-        return await self.service.read(readers.consumption, meter_id, region, period,
-                                       self.service.clock(), today)
+        return await self.service.readers.run(readers.consumption, meter_id, region,
+                                              period, self.service.clock(), today)
 
     def chosen_period(self) -> Period | None:
         """The ``period`` argument (with ``date`` for a calendar period) as a resident
@@ -237,8 +237,8 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
         """The page: cards, the chart (12 months for a year) and the table."""
         period, now, settings = result.period, self.service.clock(), self.service.settings
         previous_name = PREVIOUS_NAMES[period.name]
-        svg, table, figures = await self.service.read(page_parts, result, first_day, now,
-                                                      settings, previous_name)
+        svg, table, figures = await self.service.readers.run(
+            page_parts, result, first_day, now, settings, previous_name)
         self.render("consumption.html", result=result, svg=svg, table=table,
                     previous_name=previous_name, settings=settings,
                     meter_id=result.meter_id, average_definition=DEFINITION,

@@ -234,8 +234,8 @@ class ProfileHandler(ResidentPage):
     async def get(self, meter_text: str) -> None:
         meter_id = self.own_meter(meter_text)
         meter = self.service.storage.get_meter(meter_id) or MeterRecord(meter_id)
-        summary = await self.service.read(profile_summary, meter_id, self.service.clock(),
-                                          self.service.settings.tz)
+        summary = await self.service.readers.run(
+            profile_summary, meter_id, self.service.clock(), self.service.settings.tz)
         self.render("profile.html", meter=meter, summary=summary,
                     tariff=self.service.settings.tariff_sgd_per_kwh)
 
