@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from metermatrix.batches import ParsedBatch
 from metermatrix.packets import Packet
 from metermatrix.recovery import load_snapshot, read_meta, snapshot_path
 from metermatrix.slots import SLOT_LABELS
@@ -190,46 +191,46 @@ class BatchResult:
 _CONFLICT = "this meter already sent a different reading for this half hour"
 
 
-async def accept_batch(collector: Collector, packets: list[Packet], lines: list[int],
-                       refused: list[tuple[int, str]]) -> BatchResult:
+async def accept_batch(collector: Collector, batch: ParsedBatch) -> BatchResult:
     """File a batch of validated packets; returns once every stored reading is durable.
 
     Readings of the open day go through today's store (new, duplicate or conflict
     decided there, one row per meter written); the rest are decided by the database.
     """
     store, day = collector.store, collector.store.day
-    counts = {"stored": 0, "duplicate": 0, "conflict": 0, "refused": len(refused)}
-    errors = list(refused)
-    put: list[tuple[int, int]] = []
-    others: list[tuple[int, Packet]] = []
-    new_meters: set[int] = set()
-    for line, packet in zip(lines, packets, strict=True):
-        if packet.day != day:
-            others.append((line, packet))
-            continue
-        existing = store.get(packet.meter_id, packet.slot)
-        if existing is None:
-            if packet.meter_id not in store:
-                new_meters.add(packet.meter_id)
-            store.put(packet.meter_id, packet.slot, packet.energy_wh)
-            put.append((packet.meter_id, packet.slot))
-            counts["stored"] += 1
-        elif existing == packet.energy_wh:
-            counts["duplicate"] += 1
-        else:
-            counts["conflict"] += 1
-            errors.append((line, f"{_CONFLICT} (stored {existing / 1000} kWh)"))
-    ids = np.unique(np.array([meter for meter, _ in put], dtype=np.int64))
+    counts = {"stored": 0, "duplicate": 0, "conflict": 0, "refused": len(batch.errors)}
+    errors = list(batch.errors)
+    today = (batch.day_index == batch.days.index(day)) if day in batch.days else \
+        np.zeros(len(batch), bool)
+    meter_ids, slots = batch.meter_ids[today], batch.slots[today]
+    offered = batch.energy_wh[today]
+    put = store.put_many(meter_ids, slots, offered)
+    counts["stored"] = int(np.count_nonzero(put.stored))
+    repeated = np.flatnonzero(~put.stored)
+    same = put.kept_wh[repeated] == offered[repeated]
+    counts["duplicate"] = int(np.count_nonzero(same))
+    counts["conflict"] = len(repeated) - counts["duplicate"]
+    for line, kept_wh in zip(batch.lines[today][repeated[~same]].tolist(),
+                             put.kept_wh[repeated[~same]].tolist(), strict=True):
+        errors.append((line, f"{_CONFLICT} (stored {kept_wh / 1000} kWh)"))
+    ids = np.unique(meter_ids[put.stored])
     waits: list[asyncio.Future[Any]] = []
     if len(ids):
-        waits.append(collector.writer.add_rows(day, ids, store.rows_of(ids), sorted(new_meters)))
-    readings = [Reading(p.meter_id, p.day, p.slot, p.energy_wh) for _, p in others]
+        waits.append(collector.writer.add_rows(day, ids, store.rows_of(ids),
+                                               sorted(put.new_meters.tolist())))
+    others = [(line, Reading(meter_id, batch.days[day_code], slot, energy_wh))
+              for line, meter_id, day_code, slot, energy_wh in zip(
+                  batch.lines[~today].tolist(), batch.meter_ids[~today].tolist(),
+                  batch.day_index[~today].tolist(), batch.slots[~today].tolist(),
+                  batch.energy_wh[~today].tolist(), strict=True)]
+    readings = [reading for _, reading in others]
     waits.append(collector.writer.store_many(readings) if readings else collector.writer.sync())
     try:
         results = await asyncio.gather(*waits)
     except StorageError as error:
         if store.day == day:
-            for meter_id, slot in put:
+            for meter_id, slot in zip(meter_ids[put.stored].tolist(),
+                                      slots[put.stored].tolist(), strict=True):
                 store.clear(meter_id, slot)
         raise NotStoredError(str(error)) from error
     for (line, _), outcome in zip(others, results[-1] or [], strict=True):

@@ -53,6 +53,18 @@ class OpenDaySums:
         return self.sums.get(region, (empty, empty))
 
 
+@dataclass(frozen=True)
+class PutOutcomes:
+    """What ``TodayStore.put_many`` did with each offered reading."""
+
+    #: True where the reading was stored; False for a duplicate or a conflict.
+    stored: npt.NDArray[np.bool_]
+    #: The reading the slot holds now [Wh] (the offer itself where it was stored).
+    kept_wh: npt.NDArray[np.int64]
+    #: Meters that had no row before the call.
+    new_meters: npt.NDArray[np.int64]
+
+
 class TodayStore:
     """Half-hourly readings of the open day, by meter and slot [Wh]."""
 
@@ -152,6 +164,54 @@ class TodayStore:
             self._region_wh[self._group[row], slot] += energy_wh - old
         self._values[row, slot] = energy_wh
         self.version += 1
+
+    def put_many(self, meter_ids: npt.NDArray[np.int64], slots: npt.NDArray[np.int64],
+                 energy_wh: npt.NDArray[np.int64]) -> PutOutcomes:
+        """Offer many readings at once, as ``get`` then ``put`` one after the other would.
+
+        A slot already held, or offered earlier in the same call, keeps its reading: the
+        offer is a duplicate when it carries the same value and a conflict otherwise.
+        """
+        if len(energy_wh) and not 0 <= int(energy_wh.min()) <= int(energy_wh.max()) \
+                <= self.max_reading_wh:
+            raise ValueError(f"energy_wh outside 0..{self.max_reading_wh}")
+        rows, new_meters = self._rows_for(meter_ids)
+        keys = rows * SLOTS_PER_DAY + slots
+        order = np.argsort(keys, kind="stable")
+        starts = np.ones(len(keys), bool)
+        starts[1:] = keys[order][1:] != keys[order][:-1]
+        first = np.empty(len(keys), np.intp)
+        first[order] = order[starts][np.cumsum(starts) - 1]
+        flat = self._values.reshape(-1)
+        held = flat[keys].astype(np.int64)
+        stored = (held == self.missing) & (first == np.arange(len(keys)))
+        kept = np.where(held != self.missing, held, energy_wh[first])
+        flat[keys[stored]] = energy_wh[stored]
+        if self.regions is not None:
+            np.add.at(self._region_wh, (self._group[rows[stored]], slots[stored]),
+                      energy_wh[stored])
+            np.add.at(self._region_readings, (self._group[rows[stored]], slots[stored]), 1)
+        self._readings += int(np.count_nonzero(stored))
+        self.version += 1
+        return PutOutcomes(stored, kept, new_meters)
+
+    def _rows_for(self, meter_ids: npt.NDArray[np.int64]
+                  ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64]]:
+        """The row of each meter, making rows for new ones; and the ids that were new."""
+        unique, inverse = np.unique(meter_ids, return_inverse=True)
+        known = self._rows
+        new = [meter_id for meter_id in unique.tolist() if meter_id not in known]
+        if new:
+            self.reserve(max(len(known) + len(new), 2 * len(known)))
+            first = len(known)
+            known.update(zip(new, range(first, first + len(new)), strict=True))
+            self._ids[first: first + len(new)] = new
+            if self.regions is not None:
+                self._group[first: first + len(new)] = self.regions.codes_of(
+                    np.array(new, np.int64))
+                self._fit_regions()
+        unique_rows = np.array([known[meter_id] for meter_id in unique.tolist()], np.intp)
+        return unique_rows[inverse.reshape(-1)], np.array(new, np.int64)
 
     def clear(self, meter_id: int, slot: int) -> None:
         """Forget a reading (its write failed and was never acknowledged)."""

@@ -114,8 +114,7 @@ class BatchHandler(JSONHandler):
             return self.write_json({"error": str(error)}, error.status)
         assert service.collector is not None
         try:
-            result = await accept_batch(service.collector, batch.packets, batch.lines,
-                                        batch.errors)
+            result = await accept_batch(service.collector, batch)
         except NotStoredError as error:
             self.set_header("Retry-After", "30")
             return self.write_json({"error": f"batch not stored, send again: {error}"}, 503)
