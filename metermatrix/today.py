@@ -20,11 +20,10 @@ import numpy as np
 import numpy.typing as npt
 
 from metermatrix.slots import SLOT_LABELS, SLOTS_PER_DAY
+from metermatrix.storage.packing import group_slot_sums
 
 #: Cell value of an empty slot.
 MISSING = 0xFFFF
-#: Rows summed at a time when the region sums are recounted.
-_RECOUNT_ROWS = 1 << 16
 
 
 class RegionCodes(Protocol):
@@ -289,17 +288,8 @@ class TodayStore:
         """Sum every region's slots afresh from the matrix (after a bulk change)."""
         if self.regions is None:
             return
-        self._region_wh.fill(0)
-        self._region_readings.fill(0)
-        groups = len(self._region_wh)
-        for start in range(0, len(self._rows), _RECOUNT_ROWS):
-            values = self._values[start: start + _RECOUNT_ROWS][: len(self._rows) - start]
-            onehot = (self._group[start: start + len(values)]
-                      == np.arange(groups)[:, np.newaxis]).astype(np.float64)
-            present = values != self.missing
-            # Exact: float64 holds integers below 2**53, far above a region's day.
-            self._region_wh += (onehot @ np.where(present, values, 0)).astype(np.int64)
-            self._region_readings += (onehot @ present).astype(np.int64)
+        self._region_wh, self._region_readings = group_slot_sums(
+            self._group[: len(self._rows)], len(self._region_wh), self.matrix())
 
     def region_slots(self, region: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(energy_wh, readings) per slot of ``region``'s meters so far (zeros if none)."""

@@ -19,6 +19,7 @@ from metermatrix.storage import (
     StorageError,
     open_storage,
 )
+from metermatrix.storage.packing import day_number
 from tests import dbviews
 
 D1, D2, D3 = date(2025, 2, 8), date(2025, 2, 9), date(2025, 2, 10)
@@ -301,3 +302,34 @@ def test_readings_for_a_day_imported_as_a_total_are_refused(storage: SQLiteStora
             "imported", "stored"]
     assert storage.daily_totals_between([1], D1, D1) == [DailyTotal(1, D1, 14_755, 48)]
     assert storage.readings_between([1], D1, D1) == []
+
+
+@pytest.mark.parametrize("meters", [40, 8_000])  # a few meters, and a whole-day sized close
+def test_close_sums_every_region_as_its_meters_readings(storage: SQLiteStorage,
+                                                         db: sqlite3.Connection,
+                                                         meters: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(meters)
+    ids = list(range(500_000_000, 500_000_000 + meters))
+    names = ["Central", "East", "North", None]
+    with storage.transaction():
+        storage.add_meters(ids[: meters * 9 // 10])  # the last tenth are unknown meters
+        for meter_id in ids[: meters * 9 // 10: 7]:
+            storage.save_meter(MeterRecord(meter_id, None, None, names[meter_id % 4]))
+    values = np.where(rng.random((meters, 48)) < 0.8, rng.integers(0, 2000, (meters, 48)),
+                      0xFFFF).astype(np.uint16)
+    values[::11] = 0xFFFF  # meters without a reading that day
+    with storage.transaction():
+        storage.put_day_rows(D1, ids, values)
+    every = ["Central", "East", "North", "Unassigned"]
+    before = {region: storage.region_slot_energy(region, D1, D1) for region in every}
+    assert storage.close_day_from_readings(D1) == int((values != 0xFFFF).any(axis=1).sum())
+    by_join = {region: (wh, meters, n) for region, wh, meters, n in db.execute(
+        """SELECT COALESCE(m.region, 'Unassigned'), SUM(t.energy_wh), COUNT(*), SUM(t.readings)
+           FROM daily_totals t LEFT JOIN meters m USING (meter_id) WHERE t.day = ?
+           GROUP BY 1""", (day_number(D1),))}
+    assert regions(db, D1) == by_join
+    assert {region: storage.region_slot_energy(region, D1, D1) for region in every} == before
+    assert sum(wh for wh, _, _ in by_join.values()) == int(
+        np.where(values != 0xFFFF, values, 0).sum())

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from importlib import resources
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -313,13 +314,12 @@ class SQLiteStorage(DayTables, Storage):
         cursor = self._db.execute(
             "SELECT meter_id, slots_wh FROM day_readings WHERE day = ? ORDER BY meter_id",
             (day_number(day),))
-        ids: list[int] = []
+        ids: list[npt.NDArray[np.int64]] = [np.zeros(0, np.int64)]
         blobs: list[bytes] = []
         while rows := cursor.fetchmany(100_000):
-            for meter_id, blob in rows:
-                ids.append(meter_id)
-                blobs.append(blob)
-        return np.array(ids, dtype=np.int64), unpack_rows(blobs)
+            ids.append(np.fromiter(map(itemgetter(0), rows), np.int64, len(rows)))
+            blobs.append(b"".join(map(itemgetter(1), rows)))
+        return np.concatenate(ids), unpack_rows(blobs)
 
     def readings_of_day(self, day: date) -> Iterator[Reading]:
         """Every reading of ``day``."""

@@ -11,7 +11,13 @@ import numpy.typing as npt
 
 from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import UNASSIGNED, DailyTotal, RegionDay
-from metermatrix.storage.packing import MISSING, day_number, day_of_number, row_totals
+from metermatrix.storage.packing import (
+    MISSING,
+    day_number,
+    day_of_number,
+    group_slot_sums,
+    row_totals,
+)
 
 _SUMS = np.dtype("<i8")
 _COUNTS = np.dtype("<i4")
@@ -70,17 +76,33 @@ class DayTables:
             groups[UNASSIGNED if region is None else region] = ids
         return groups
 
-    def _region_slot_sums(self, meter_ids: npt.NDArray[np.int64], values: npt.NDArray[np.uint16]
+    def _region_codes(self, meter_ids: npt.NDArray[np.int64]
+                      ) -> tuple[list[str], npt.NDArray[np.int64]]:
+        """Region names, and the index into them of each meter's region, in the order given."""
+        if len(meter_ids) <= 5_000:
+            found = self.region_of_meters(meter_ids)
+            names = sorted(set(found))
+            return names, np.array([names.index(n) for n in found], np.int64)
+        groups = self.meters_by_region()  # a whole day: one column of ids per region
+        names = sorted({*groups, UNASSIGNED})
+        held = [name for name in names if name in groups]
+        none = [np.zeros(0, np.int64)]
+        known = np.concatenate([groups[name] for name in held] + none)
+        codes = np.concatenate(
+            [np.full(len(groups[name]), names.index(name), np.int64) for name in held] + none)
+        order = np.argsort(known, kind="stable")
+        known, codes = known[order], codes[order]
+        at = np.minimum(np.searchsorted(known, meter_ids), max(len(known) - 1, 0))
+        hit = known[at] == meter_ids if len(known) else np.zeros(len(meter_ids), bool)
+        return names, np.where(hit, codes[at] if len(known) else 0, names.index(UNASSIGNED))
+
+    def _region_slot_sums(self, meter_ids: npt.NDArray[np.int64], values: npt.NDArray[np.uint16],
+                          regions: tuple[list[str], npt.NDArray[np.int64]] | None = None
                           ) -> dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
         """{region: (energy_wh per slot, readings per slot)} over the rows given."""
-        names = np.array(self.region_of_meters(meter_ids), dtype=object)
-        present = values != MISSING
-        energy = np.where(present, values, 0).astype(np.int64)
-        sums = {}
-        for region in sorted(set(names.tolist())):
-            mask = names == region
-            sums[region] = (energy[mask].sum(axis=0), present[mask].sum(axis=0, dtype=np.int64))
-        return sums
+        names, codes = regions if regions is not None else self._region_codes(meter_ids)
+        energy, readings = group_slot_sums(codes, len(names), values)
+        return {names[code]: (energy[code], readings[code]) for code in np.unique(codes).tolist()}
 
     # -- the close --------------------------------------------------------------
     def close_day(self, day: date, totals: Iterable[tuple[int, int, int]]) -> None:
@@ -96,16 +118,25 @@ class DayTables:
 
     def close_day_from_readings(self, day: date) -> int:
         """Close ``day`` from its stored readings; returns the number of meters totalled."""
+        number = day_number(day)
         with self.transaction():  # type: ignore[attr-defined]
-            matrix = self._total_readings(day)
-            self._mark_closed(day, matrix)
-            (count,) = self._db.execute(
-                "SELECT COUNT(*) FROM daily_totals WHERE day = ?", (day_number(day),)).fetchone()
-        return int(count)
+            earlier = self._db.execute(
+                "SELECT 1 FROM daily_totals WHERE day = ? LIMIT 1", (number,)).fetchone()
+            ids, values, energy, counts = self._total_readings(day)
+            regions = self._region_codes(ids)
+            keep = counts > 0
+            if earlier is not None:  # imported totals too: count every row of the day
+                self._mark_closed(day, (ids, values), regions)
+                (totalled,) = self._db.execute(
+                    "SELECT COUNT(*) FROM daily_totals WHERE day = ?", (number,)).fetchone()
+                return int(totalled)
+            self._mark_closed(day, (ids, values), regions,
+                              _region_days(regions, energy[keep], counts[keep], keep))
+        return int(keep.sum())
 
-    def _total_readings(self, day: date
-                        ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]]:
-        """Each meter's total of ``day`` from its stored readings; returns the day's matrix."""
+    def _total_readings(self, day: date) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16],
+                                                  npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Store each meter's total of ``day`` from its readings: (ids, matrix, wh, readings)."""
         ids, values = self.day_matrix(day)
         energy, counts = row_totals(values)
         keep = counts > 0
@@ -115,27 +146,39 @@ class DayTables:
             zip([day_number(day)] * int(keep.sum()), ids[keep].tolist(), energy[keep].tolist(),
                 counts[keep].tolist(), strict=True),
         )
-        return ids, values
+        return ids, values, energy, counts
 
     def _mark_closed(self, day: date,
-                     matrix: tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]] | None = None
-                     ) -> None:
+                     matrix: tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]] | None = None,
+                     regions: tuple[list[str], npt.NDArray[np.int64]] | None = None,
+                     region_days: list[tuple[str, int, int, int]] | None = None) -> None:
+        """Write the day's region figures and mark it closed.
+
+        ``region_days`` (region, energy_wh, meters, readings) when the caller summed the
+        day's totals itself; otherwise they are summed from the stored totals.
+        """
         text, number = day.isoformat(), day_number(day)
         self._db.execute("DELETE FROM region_daily WHERE day = ?", (text,))
-        self._db.execute(
-            f"""INSERT INTO region_daily (region, day, energy_wh, meters, readings)
-                SELECT COALESCE(m.region, '{UNASSIGNED}'), ?, SUM(t.energy_wh), COUNT(*),
-                       SUM(t.readings)
-                FROM daily_totals t LEFT JOIN meters m USING (meter_id)
-                WHERE t.day = ? GROUP BY 1""",
-            (text, number),
-        )
+        if region_days is None:
+            self._db.execute(
+                f"""INSERT INTO region_daily (region, day, energy_wh, meters, readings)
+                    SELECT COALESCE(m.region, '{UNASSIGNED}'), ?, SUM(t.energy_wh), COUNT(*),
+                           SUM(t.readings)
+                    FROM daily_totals t LEFT JOIN meters m USING (meter_id)
+                    WHERE t.day = ? GROUP BY 1""",
+                (text, number),
+            )
+        else:
+            self._db.executemany(
+                "INSERT INTO region_daily (region, day, energy_wh, meters, readings)"
+                " VALUES (?, ?, ?, ?, ?)",
+                ((region, text, wh, meters, n) for region, wh, meters, n in region_days))
         ids, values = matrix if matrix is not None else self.day_matrix(day)
         self._db.execute("DELETE FROM region_slots WHERE day = ?", (text,))
         self._db.executemany(
             "INSERT INTO region_slots (region, day, slots_wh, readings) VALUES (?, ?, ?, ?)",
             ((region, text, sums.astype(_SUMS).tobytes(), counts.astype(_COUNTS).tobytes())
-             for region, (sums, counts) in self._region_slot_sums(ids, values).items()),
+             for region, (sums, counts) in self._region_slot_sums(ids, values, regions).items()),
         )
         self._db.execute("INSERT OR IGNORE INTO closed_days (day, closed_at) VALUES (?, ?)",
                          (text, _now_text()))
@@ -155,11 +198,12 @@ class DayTables:
                 (count_1 - count_0).tolist(), strict=True),
         )
         ids = np.array(meter_ids, dtype=np.int64)
-        names = self.region_of_meters(ids)
-        old_sums = self._region_slot_sums(ids, before)
-        new_sums = self._region_slot_sums(ids, after)
-        for region in sorted(set(names)):
-            mask = np.array([name == region for name in names])
+        regions = self._region_codes(ids)
+        old_sums = self._region_slot_sums(ids, before, regions)
+        new_sums = self._region_slot_sums(ids, after, regions)
+        names, codes = regions
+        for code in np.unique(codes).tolist():
+            region, mask = names[code], codes == code
             joined = int(((count_0[mask] == 0) & (count_1[mask] > 0)).sum())
             delta_wh = int(energy_1[mask].sum() - energy_0[mask].sum())
             delta_n = int(count_1[mask].sum() - count_0[mask].sum())
@@ -327,3 +371,17 @@ class DayTables:
         """SQLite's ``PRAGMA data_version``: changes when another connection commits."""
         (version,) = self._db.execute("PRAGMA data_version").fetchone()
         return int(version)
+
+
+def _region_days(regions: tuple[list[str], npt.NDArray[np.int64]], energy: npt.NDArray[np.int64],
+                 counts: npt.NDArray[np.int64], keep: npt.NDArray[np.bool_]
+                 ) -> list[tuple[str, int, int, int]]:
+    """(region, energy_wh, meters, readings) of each region with a meter totalled."""
+    names, codes = regions
+    kept = codes[keep]
+    meters = np.bincount(kept, minlength=len(names))
+    # Exact: float64 weights hold every integer below 2**53.
+    wh = np.bincount(kept, weights=energy, minlength=len(names)).astype(np.int64)
+    readings = np.bincount(kept, weights=counts, minlength=len(names)).astype(np.int64)
+    return [(names[code], int(wh[code]), int(meters[code]), int(readings[code]))
+            for code in np.flatnonzero(meters).tolist()]
