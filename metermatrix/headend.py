@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -21,7 +22,6 @@ from metermatrix.batches import HEADEND_HEADER, HEADEND_SIGNATURE_HEADER
 from metermatrix.simulation import (
     MAX_ATTEMPTS,
     MAX_BACKOFF_S,
-    Delivery,
     EnergyCache,
     Ledger,
     MeterClient,
@@ -31,6 +31,7 @@ from metermatrix.simulation import (
     format_timestamp,
     send_time,
 )
+from metermatrix.slots import SLOT_LABELS
 
 #: The name the simulator signs its batches with.
 HEADEND_NAME = "simulator"
@@ -60,11 +61,42 @@ async def post_batch(client: MeterClient, key: bytes, body: bytes
     return code, answer
 
 
-def record_batch(deliveries: list[Delivery], code: int, answer: dict[str, object],
-                 tally: Tally, ledger: Ledger) -> None:
+@dataclass(frozen=True)
+class Block:
+    """One batch: a run of meters, each with every due half hour of one day (meter-major)."""
+
+    meter_ids: list[int]
+    day: date
+    slots: list[int]
+    stamps: list[str]
+    #: (meters, slots) readings [Wh].
+    energy_wh: np.ndarray
+
+    def body(self) -> bytes:
+        """The batch's NDJSON."""
+        return batch_body(self.meter_ids, self.stamps, self.energy_wh)
+
+    def ledger_lines(self, status: str, skip: set[int]) -> bytes:
+        """Ledger lines of every line but those numbered in ``skip`` (1-based)."""
+        day, per = self.day.isoformat(), len(self.slots)
+        tails = [f'"status":"{status}","day":"{day}","slot":"{SLOT_LABELS[slot]}"}}\n'
+                 for slot in self.slots]
+        lines = [f'{{"id":{meter_id},"timestamp":"{stamp}","reading_kWh":{wh / 1000},'
+                 f'"energy_wh":{wh},{tail}'
+                 for row, (meter_id, readings) in enumerate(
+                     zip(self.meter_ids, self.energy_wh.tolist(), strict=True))
+                 for column, (stamp, tail, wh) in enumerate(
+                     zip(self.stamps, tails, readings, strict=True))
+                 if not skip or row * per + column + 1 not in skip]
+        return "".join(lines).encode("ascii")
+
+
+def record_batch(block: Block, code: int, answer: dict[str, object], tally: Tally,
+                 ledger: Ledger) -> None:
     """Count a batch's answer and ledger every line it acknowledged."""
+    lines = len(block.meter_ids) * len(block.slots)
     if code != 200:
-        for _ in deliveries:
+        for _ in range(lines):
             tally.sent += 1
             (tally.give_up if code in (503, 599) else tally.refuse)(
                 code, str(answer.get("error", answer)))
@@ -73,16 +105,14 @@ def record_batch(deliveries: list[Delivery], code: int, answer: dict[str, object
     failed = {int(item["line"]): str(item["error"]) for item in errors
               } if isinstance(errors, list) else {}
     duplicates = answer.get("duplicate", 0)
-    status = "stored" if not duplicates else "stored-or-duplicate"
-    tally.sent += len(deliveries)
-    tally.duplicate += int(duplicates) if isinstance(duplicates, int) else 0
-    for line, delivery in enumerate(deliveries, start=1):
-        if line in failed:
-            tally.refuse(409 if "different reading" in failed[line] else 400, failed[line])
-        else:
-            ledger.record(delivery, status, {"date": delivery.day.isoformat()})
-    tally.stored += len(deliveries) - len(failed) - (
-        int(duplicates) if isinstance(duplicates, int) else 0)
+    duplicates = int(duplicates) if isinstance(duplicates, int) else 0
+    tally.sent += lines
+    tally.duplicate += duplicates
+    for message in failed.values():
+        tally.refuse(409 if "different reading" in message else 400, message)
+    ledger.write(block.ledger_lines("stored" if not duplicates else "stored-or-duplicate",
+                                    set(failed)))
+    tally.stored += lines - len(failed) - duplicates
 
 
 async def replay_bulk(days: Sequence[date], slots: Sequence[tuple[date, int]],
@@ -92,32 +122,26 @@ async def replay_bulk(days: Sequence[date], slots: Sequence[tuple[date, int]],
     """Send the due slots of ``days`` in batches of about ``batch_size`` lines, two in flight."""
     in_flight: set[asyncio.Task[None]] = set()
 
-    async def send(body: bytes, deliveries: list[Delivery]) -> None:
-        code, answer = await post_batch(client, key, body)
-        record_batch(deliveries, code, answer, tally, ledger)
+    async def send(block: Block) -> None:
+        code, answer = await post_batch(client, key, block.body())
+        record_batch(block, code, answer, tally, ledger)
         if progress is not None:
-            progress.update(len(deliveries))
+            progress.update(len(block.meter_ids) * len(block.slots))
 
     for day in days:
         day_slots = [slot for d, slot in slots if d == day]
         if not day_slots:
             continue
-        sent_at = [send_time(day, slot, status.tz) for slot in day_slots]
-        stamps = [format_timestamp(moment) for moment in sent_at]
+        stamps = [format_timestamp(send_time(day, slot, status.tz)) for slot in day_slots]
         readings = energy.of_day(day)[:, day_slots]
         per = max(1, batch_size // len(day_slots))
         for start in range(0, len(energy.meter_ids), per):
             if client.stop.is_set():
                 break
-            ids = energy.meter_ids[start:start + per].tolist()
-            block = readings[start:start + per]
-            body = batch_body(ids, stamps, block)
-            deliveries = [Delivery(m, day, slot, at, wh)
-                          for m, row in zip(ids, block.tolist(), strict=True)
-                          for slot, at, wh in zip(day_slots, sent_at, row, strict=True)]
+            block = Block(energy.meter_ids[start:start + per].tolist(), day, day_slots, stamps,
+                          readings[start:start + per])
             while len(in_flight) >= 2:
                 _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            in_flight.add(asyncio.create_task(send(body, deliveries)))
+            in_flight.add(asyncio.create_task(send(block)))
     if in_flight:
         await asyncio.gather(*in_flight)
-

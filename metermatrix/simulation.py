@@ -152,6 +152,12 @@ class Ledger:
         if time.monotonic() - self._flushed_at >= LEDGER_FLUSH_S:
             self.flush()
 
+    def write(self, lines: bytes) -> None:
+        """Append ready-made ledger lines (one JSON object each, newline-terminated)."""
+        self._file.write(lines)
+        if time.monotonic() - self._flushed_at >= LEDGER_FLUSH_S:
+            self.flush()
+
     def flush(self) -> None:
         """Push buffered lines to the file."""
         self._file.flush()
