@@ -90,7 +90,7 @@ def row_totals(values: npt.NDArray[np.integer]
 
 
 #: Rows summed at a time by ``group_slot_sums`` (bounds its temporary arrays).
-_GROUP_ROWS = 1 << 16
+_GROUP_ROWS = 1 << 18
 
 
 def group_slot_sums(codes: npt.NDArray[np.integer], groups: int,
@@ -98,17 +98,18 @@ def group_slot_sums(codes: npt.NDArray[np.integer], groups: int,
                     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Per group and slot: (energy_wh, readings) of a (meters, 48) matrix.
 
-    ``codes[i]`` (0 .. groups - 1) is the group of row ``i``. Summed a block of rows at
-    a time as a one-hot matrix product: exact, since float64 holds every integer below
-    2**53, far above a city's half hour.
+    ``codes[i]`` (0 .. groups - 1) is the group of row ``i``. A block of rows at a time
+    is ordered by group and each group's run of rows summed in int64.
     """
     energy = np.zeros((groups, SLOTS_PER_DAY), np.int64)
     readings = np.zeros((groups, SLOTS_PER_DAY), np.int64)
     for start in range(0, len(values), _GROUP_ROWS):
-        block = values[start: start + _GROUP_ROWS]
-        onehot = (codes[start: start + len(block)]
-                  == np.arange(groups)[:, np.newaxis]).astype(np.float64)
-        present = block != MISSING
-        energy += (onehot @ np.where(present, block, 0)).astype(np.int64)
-        readings += (onehot @ present).astype(np.int64)
+        block_codes = np.asarray(codes[start: start + _GROUP_ROWS])
+        order = np.argsort(block_codes, kind="stable")
+        block = values[start: start + _GROUP_ROWS][order]
+        present, (found, first) = block != MISSING, np.unique(block_codes[order],
+                                                              return_index=True)
+        energy[found] += np.add.reduceat(np.where(present, block, 0), first, axis=0,
+                                         dtype=np.int64)
+        readings[found] += np.add.reduceat(present, first, axis=0, dtype=np.int64)
     return energy, readings

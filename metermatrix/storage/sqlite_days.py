@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -72,7 +73,7 @@ class DayTables:
                 "SELECT region, COUNT(*) FROM meters GROUP BY region").fetchall():
             rows = self._db.execute(
                 "SELECT meter_id FROM meters WHERE region IS ? ORDER BY meter_id", (region,))
-            ids = np.fromiter((meter_id for (meter_id,) in rows), np.int64, count)
+            ids = np.fromiter(map(itemgetter(0), rows.fetchall()), np.int64, count)
             groups[UNASSIGNED if region is None else region] = ids
         return groups
 
