@@ -11,6 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ class Collector:
     def __init__(self, store: TodayStore, writer: ReadingWriter) -> None:
         self.store = store
         self.writer = writer
+        #: Meters whose total of the open day was imported (``metermatrix import``, found
+        #: by the writer in the commit): their packets of the day are refused at once.
+        self.imported: set[int] = set()
 
     async def accept(self, packet: Packet) -> Receipt:
         """File a validated packet; returns only once a stored reading is durable."""
@@ -78,6 +82,8 @@ class Collector:
             except StorageError as error:
                 raise NotStoredError(str(error)) from error
             return Receipt(outcome, packet)
+        if packet.meter_id in self.imported:
+            return Receipt("imported", packet)
         existing = self.store.get(packet.meter_id, packet.slot)
         if existing is None:
             return await self._store_new(packet)
@@ -88,6 +94,8 @@ class Collector:
         except StorageError as error:
             raise NotStoredError(str(error)) from error
         if self.store.get(packet.meter_id, packet.slot) is None:
+            if packet.meter_id in self.imported:  # the first copy was refused meanwhile
+                return Receipt("imported", packet)
             raise NotStoredError("the first copy of this reading failed to store")
         return Receipt("duplicate", packet)
 
@@ -100,16 +108,27 @@ class Collector:
             store.row_values(packet.meter_id),
         )
 
-        def forget_on_failure(done: asyncio.Future[None]) -> None:
-            if done.exception() is not None and store.day == day:
-                store.clear(packet.meter_id, packet.slot)
-
-        future.add_done_callback(forget_on_failure)
+        future.add_done_callback(
+            lambda done: self._settle(done, day, packet.meter_id, packet.slot))
         try:
-            await future
+            outcome = await future
         except StorageError as error:
             raise NotStoredError(str(error)) from error
-        return Receipt("stored", packet)
+        return Receipt(outcome, packet)
+
+    def _settle(self, done: asyncio.Future[Outcome], day: date, meter_id: int, slot: int
+                ) -> None:
+        """A reading put in today's store was written, failed, or refused as imported.
+
+        Runs as the future's first callback, before any duplicate waiting on it resumes.
+        """
+        if self.store.day != day:
+            return
+        if done.exception() is not None:
+            self.store.clear(meter_id, slot)
+        elif done.result() == "imported":
+            self.imported.add(meter_id)
+            self.store.clear(meter_id, slot)
 
     def move_meter(self, meter_id: int, region: str | None) -> None:
         """A meter's region changed: count its readings of today under the new one."""
@@ -121,6 +140,7 @@ class Collector:
         Whole columns go into the store at once; room is reserved for every known meter.
         """
         self.store.reset(day)
+        self.imported.clear()
         self.store.reserve(sum(storage.region_meter_counts().values()))
         ids, values = storage.day_matrix(day)
         return self.store.merge(ids, values)
@@ -141,28 +161,32 @@ class Collector:
                 and self.store.reading_count() >= meta["readings"]):  # type: ignore[operator]
             log.info("recovery file %s skipped: the database holds all it holds", path)
             return 0
-        merged = 0
+        day, merges = self.store.day, []
         try:
             for meter_id, slot, energy_wh in load_snapshot(path):
                 if self.store.get(meter_id, slot) is None:  # kept as acknowledged
                     new_meter = meter_id not in self.store
                     self.store.put_stored(meter_id, slot, energy_wh)
-                    self.writer.add_new(Reading(meter_id, self.store.day, slot, energy_wh),
-                                        new_meter, self.store.row_values(meter_id))
-                    merged += 1
+                    future = self.writer.add_new(Reading(meter_id, day, slot, energy_wh),
+                                                 new_meter, self.store.row_values(meter_id))
+                    future.add_done_callback(partial(self._settle, day=day, meter_id=meter_id,
+                                                     slot=slot))
+                    merges.append(future)
         except (ValueError, KeyError, TypeError) as error:
             aside = path.with_name(path.name + ".bad")
             path.replace(aside)
             log.error("recovery file %s is damaged (%s): moved to %s and ignored; the"
                       " database holds every acknowledged reading", path, error, aside.name)
-        await self.writer.sync()
-        return merged
+        await self.writer.sync()  # queued after them: every merge is settled
+        return sum(1 for future in merges
+                   if future.exception() is None and future.result() == "stored")
 
     async def close_open_day(self) -> date:
         """Seed 2.3: total the open day into the database and open the next one."""
         day = self.store.day
         _, energy, _ = self.store.totals()
         self.store.reset(day + timedelta(days=1))
+        self.imported.clear()
         # Every reading of ``day`` was queued before the close job, so it is in the rows.
         meters = await self.writer.run(lambda storage: storage.close_day_from_readings(day))
         ids, values = await self.writer.run(
@@ -190,35 +214,30 @@ class BatchResult:
 _CONFLICT = "this meter already sent a different reading for this half hour"
 
 
+#: A batch line of the open day: (line number, packet, outcome, error message or None).
+_Line = tuple[int, Packet, Outcome, str | None]
+
+
 async def accept_batch(collector: Collector, packets: list[Packet], lines: list[int],
                        refused: list[tuple[int, str]]) -> BatchResult:
     """File a batch of validated packets; returns once every stored reading is durable.
 
     Readings of the open day go through today's store (new, duplicate or conflict
     decided there, one row per meter written); the rest are decided by the database.
+    A meter whose total of the open day was imported has all its lines of it refused.
     """
     store, day = collector.store, collector.store.day
-    counts = {"stored": 0, "duplicate": 0, "conflict": 0, "refused": len(refused)}
-    errors = list(refused)
-    put: list[tuple[int, int]] = []
+    today: list[_Line] = []
     others: list[tuple[int, Packet]] = []
     new_meters: set[int] = set()
     for line, packet in zip(lines, packets, strict=True):
         if packet.day != day:
             others.append((line, packet))
-            continue
-        existing = store.get(packet.meter_id, packet.slot)
-        if existing is None:
-            if packet.meter_id not in store:
-                new_meters.add(packet.meter_id)
-            store.put(packet.meter_id, packet.slot, packet.energy_wh)
-            put.append((packet.meter_id, packet.slot))
-            counts["stored"] += 1
-        elif existing == packet.energy_wh:
-            counts["duplicate"] += 1
+        elif packet.meter_id in collector.imported:
+            today.append((line, packet, "imported", IMPORTED_DAY))
         else:
-            counts["conflict"] += 1
-            errors.append((line, f"{_CONFLICT} (stored {existing / 1000} kWh)"))
+            today.append((line, packet, *_put_in_store(store, packet, new_meters)))
+    put = [(p.meter_id, p.slot) for _, p, outcome, _ in today if outcome == "stored"]
     ids = np.unique(np.array([meter for meter, _ in put], dtype=np.int64))
     waits: list[asyncio.Future[Any]] = []
     if len(ids):
@@ -232,12 +251,49 @@ async def accept_batch(collector: Collector, packets: list[Packet], lines: list[
             for meter_id, slot in put:
                 store.clear(meter_id, slot)
         raise NotStoredError(str(error)) from error
-    for (line, _), outcome in zip(others, results[-1] or [], strict=True):
+    if len(ids):
+        today = _refuse_imported(collector, day, today, set(results[0]))
+    late: list[_Line] = [(line, p, outcome, None) for (line, p), outcome
+            in zip(others, results[-1] or [], strict=True)]
+    return _batch_result(today + late, refused)
+
+
+def _put_in_store(store: TodayStore, packet: Packet, new_meters: set[int]
+                  ) -> tuple[Outcome, str | None]:
+    """A batch line of the open day against today's store: put there if it is new."""
+    existing = store.get(packet.meter_id, packet.slot)
+    if existing is None:
+        if packet.meter_id not in store:
+            new_meters.add(packet.meter_id)
+        store.put(packet.meter_id, packet.slot, packet.energy_wh)
+        return "stored", None
+    if existing == packet.energy_wh:
+        return "duplicate", None
+    return "conflict", f"{_CONFLICT} (stored {existing / 1000} kWh)"
+
+
+def _refuse_imported(collector: Collector, day: date, today: list[_Line], imported: set[int]
+                     ) -> list[_Line]:
+    """The open day's lines once the writer has named the meters refused as imported."""
+    if not imported:
+        return today
+    if collector.store.day == day:
+        collector.imported.update(imported)
+        for _, packet, outcome, _ in today:
+            if outcome == "stored" and packet.meter_id in imported:
+                collector.store.clear(packet.meter_id, packet.slot)
+    return [(line, packet, "imported", IMPORTED_DAY) if packet.meter_id in imported
+            else (line, packet, outcome, error) for line, packet, outcome, error in today]
+
+
+def _batch_result(outcomes: list[_Line], refused: list[tuple[int, str]]) -> BatchResult:
+    """Counts and errors of a batch from each line's outcome (imported counts as conflict)."""
+    counts = {"stored": 0, "duplicate": 0, "conflict": 0, "refused": len(refused)}
+    errors = list(refused)
+    for line, _, outcome, error in outcomes:
+        counts["conflict" if outcome == "imported" else outcome] += 1
         if outcome == "imported":
-            counts["conflict"] += 1
             errors.append((line, IMPORTED_DAY))
-            continue
-        counts[outcome] += 1
-        if outcome == "conflict":
-            errors.append((line, _CONFLICT))
+        elif outcome == "conflict":
+            errors.append((line, error or _CONFLICT))
     return BatchResult(counts, errors)
