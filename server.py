@@ -46,10 +46,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
 
 
 def start_simulator(settings: Settings) -> subprocess.Popen[bytes]:
-    """A live simulator of the demo fleet feeding this server."""
+    """A live simulator of the demo fleet feeding this server, on the server's clock."""
     url = f"http://{settings.host}:{settings.port}"
     return subprocess.Popen([sys.executable, str(HERE / "simulator.py"), "--server", url,
-                             "--data-dir", str(settings.data_dir), "--backfill"])
+                             "--data-dir", str(settings.data_dir), "--backfill",
+                             "--clock-offset-s", repr(settings.clock_offset_s)])
 
 
 async def serve(settings: Settings, with_simulator: bool = False) -> None:

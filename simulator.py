@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> SimulatorConfig:
                         help="replay through POST /meter/batch as a head-end system")
     parser.add_argument("--batch-size", type=int, default=100_000,
                         help="with --bulk: lines per batch (default 100000, at most 500000)")
+    parser.add_argument("--clock-offset-s", type=float, default=0.0,
+                        help="for tests only: run the simulator's clock this far ahead [s]"
+                             " (give it the server's --clock-offset-s)")
     args = parser.parse_args(argv)
     if args.bulk and args.date is None:
         parser.error("--bulk replays whole days: give --date")
@@ -65,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> SimulatorConfig:
         ledger_path=args.ledger or args.data_dir / "simulator-ledger.jsonl",
         concurrency=args.concurrency, start_day=args.date, days=args.days,
         backfill=args.backfill, bulk=args.bulk, batch_size=args.batch_size,
+        clock_offset_s=args.clock_offset_s,
     )
 
 

@@ -11,10 +11,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from metermatrix.batches import ParsedBatch
 from metermatrix.packets import Packet
@@ -69,6 +71,9 @@ class Collector:
     def __init__(self, store: TodayStore, writer: ReadingWriter) -> None:
         self.store = store
         self.writer = writer
+        #: Meters whose total of the open day was imported (``metermatrix import``, found
+        #: by the writer in the commit): their packets of the day are refused at once.
+        self.imported: set[int] = set()
 
     async def accept(self, packet: Packet) -> Receipt:
         """File a validated packet; returns only once a stored reading is durable."""
@@ -79,6 +84,8 @@ class Collector:
             except StorageError as error:
                 raise NotStoredError(str(error)) from error
             return Receipt(outcome, packet)
+        if packet.meter_id in self.imported:
+            return Receipt("imported", packet)
         existing = self.store.get(packet.meter_id, packet.slot)
         if existing is None:
             return await self._store_new(packet)
@@ -89,6 +96,8 @@ class Collector:
         except StorageError as error:
             raise NotStoredError(str(error)) from error
         if self.store.get(packet.meter_id, packet.slot) is None:
+            if packet.meter_id in self.imported:  # the first copy was refused meanwhile
+                return Receipt("imported", packet)
             raise NotStoredError("the first copy of this reading failed to store")
         return Receipt("duplicate", packet)
 
@@ -101,16 +110,27 @@ class Collector:
             store.row_values(packet.meter_id),
         )
 
-        def forget_on_failure(done: asyncio.Future[None]) -> None:
-            if done.exception() is not None and store.day == day:
-                store.clear(packet.meter_id, packet.slot)
-
-        future.add_done_callback(forget_on_failure)
+        future.add_done_callback(
+            lambda done: self._settle(done, day, packet.meter_id, packet.slot))
         try:
-            await future
+            outcome = await future
         except StorageError as error:
             raise NotStoredError(str(error)) from error
-        return Receipt("stored", packet)
+        return Receipt(outcome, packet)
+
+    def _settle(self, done: asyncio.Future[Outcome], day: date, meter_id: int, slot: int
+                ) -> None:
+        """A reading put in today's store was written, failed, or refused as imported.
+
+        Runs as the future's first callback, before any duplicate waiting on it resumes.
+        """
+        if self.store.day != day:
+            return
+        if done.exception() is not None:
+            self.store.clear(meter_id, slot)
+        elif done.result() == "imported":
+            self.imported.add(meter_id)
+            self.store.clear(meter_id, slot)
 
     def move_meter(self, meter_id: int, region: str | None) -> None:
         """A meter's region changed: count its readings of today under the new one."""
@@ -122,6 +142,7 @@ class Collector:
         Whole columns go into the store at once; room is reserved for every known meter.
         """
         self.store.reset(day)
+        self.imported.clear()
         self.store.reserve(sum(storage.region_meter_counts().values()))
         ids, values = storage.day_matrix(day)
         return self.store.merge(ids, values)
@@ -142,28 +163,32 @@ class Collector:
                 and self.store.reading_count() >= meta["readings"]):  # type: ignore[operator]
             log.info("recovery file %s skipped: the database holds all it holds", path)
             return 0
-        merged = 0
+        day, merges = self.store.day, []
         try:
             for meter_id, slot, energy_wh in load_snapshot(path):
                 if self.store.get(meter_id, slot) is None:  # kept as acknowledged
                     new_meter = meter_id not in self.store
                     self.store.put_stored(meter_id, slot, energy_wh)
-                    self.writer.add_new(Reading(meter_id, self.store.day, slot, energy_wh),
-                                        new_meter, self.store.row_values(meter_id))
-                    merged += 1
+                    future = self.writer.add_new(Reading(meter_id, day, slot, energy_wh),
+                                                 new_meter, self.store.row_values(meter_id))
+                    future.add_done_callback(partial(self._settle, day=day, meter_id=meter_id,
+                                                     slot=slot))
+                    merges.append(future)
         except (ValueError, KeyError, TypeError) as error:
             aside = path.with_name(path.name + ".bad")
             path.replace(aside)
             log.error("recovery file %s is damaged (%s): moved to %s and ignored; the"
                       " database holds every acknowledged reading", path, error, aside.name)
-        await self.writer.sync()
-        return merged
+        await self.writer.sync()  # queued after them: every merge is settled
+        return sum(1 for future in merges
+                   if future.exception() is None and future.result() == "stored")
 
     async def close_open_day(self) -> date:
         """Seed 2.3: total the open day into the database and open the next one."""
         day = self.store.day
         _, energy, _ = self.store.totals()
         self.store.reset(day + timedelta(days=1))
+        self.imported.clear()
         # Every reading of ``day`` was queued before the close job, so it is in the rows.
         meters = await self.writer.run(lambda storage: storage.close_day_from_readings(day))
         ids, values = await self.writer.run(
@@ -191,33 +216,29 @@ class BatchResult:
 _CONFLICT = "this meter already sent a different reading for this half hour"
 
 
+#: Outcome codes of a batch's open-day lines.
+_STORED, _DUPLICATE, _CONFLICTING, _IMPORTED = 0, 1, 2, 3
+
+
 async def accept_batch(collector: Collector, batch: ParsedBatch) -> BatchResult:
     """File a batch of validated packets; returns once every stored reading is durable.
 
     Readings of the open day go through today's store (new, duplicate or conflict
     decided there, one row per meter written); the rest are decided by the database.
+    A meter whose total of the open day was imported has all its lines of it refused.
     """
     store, day = collector.store, collector.store.day
-    counts = {"stored": 0, "duplicate": 0, "conflict": 0, "refused": len(batch.errors)}
-    errors = list(batch.errors)
     today = (batch.day_index == batch.days.index(day)) if day in batch.days else \
         np.zeros(len(batch), bool)
-    meter_ids, slots = batch.meter_ids[today], batch.slots[today]
-    offered = batch.energy_wh[today]
-    put = store.put_many(meter_ids, slots, offered)
-    counts["stored"] = int(np.count_nonzero(put.stored))
-    repeated = np.flatnonzero(~put.stored)
-    same = put.kept_wh[repeated] == offered[repeated]
-    counts["duplicate"] = int(np.count_nonzero(same))
-    counts["conflict"] = len(repeated) - counts["duplicate"]
-    for line, kept_wh in zip(batch.lines[today][repeated[~same]].tolist(),
-                             put.kept_wh[repeated[~same]].tolist(), strict=True):
-        errors.append((line, f"{_CONFLICT} (stored {kept_wh / 1000} kWh)"))
-    ids = np.unique(meter_ids[put.stored])
+    lines, meter_ids = batch.lines[today], batch.meter_ids[today]
+    slots, offered = batch.slots[today], batch.energy_wh[today]
+    outcome, kept_wh, new_meters = _put_in_store(collector, meter_ids, slots, offered)
+    stored = outcome == _STORED
+    ids = np.unique(meter_ids[stored])
     waits: list[asyncio.Future[Any]] = []
     if len(ids):
         waits.append(collector.writer.add_rows(day, ids, store.rows_of(ids),
-                                               sorted(put.new_meters.tolist())))
+                                               sorted(new_meters.tolist())))
     others = [(line, Reading(meter_id, batch.days[day_code], slot, energy_wh))
               for line, meter_id, day_code, slot, energy_wh in zip(
                   batch.lines[~today].tolist(), batch.meter_ids[~today].tolist(),
@@ -229,16 +250,61 @@ async def accept_batch(collector: Collector, batch: ParsedBatch) -> BatchResult:
         results = await asyncio.gather(*waits)
     except StorageError as error:
         if store.day == day:
-            for meter_id, slot in zip(meter_ids[put.stored].tolist(),
-                                      slots[put.stored].tolist(), strict=True):
+            for meter_id, slot in zip(meter_ids[stored].tolist(), slots[stored].tolist(),
+                                      strict=True):
                 store.clear(meter_id, slot)
         raise NotStoredError(str(error)) from error
-    for (line, _), outcome in zip(others, results[-1] or [], strict=True):
-        if outcome == "imported":
-            counts["conflict"] += 1
-            errors.append((line, IMPORTED_DAY))
-            continue
-        counts[outcome] += 1
-        if outcome == "conflict":
-            errors.append((line, _CONFLICT))
+    if len(ids) and results[0]:
+        _refuse_imported(collector, day, set(results[0]), meter_ids, slots, outcome)
+    result = _open_day_result(lines, outcome, kept_wh, batch.errors)
+    for (line, _), late in zip(others, results[-1] or [], strict=True):
+        result.counts["conflict" if late == "imported" else late] += 1
+        if late == "imported":
+            result.errors.append((line, IMPORTED_DAY))
+        elif late == "conflict":
+            result.errors.append((line, _CONFLICT))
+    return result
+
+
+def _put_in_store(collector: Collector, meter_ids: npt.NDArray[np.int64],
+                  slots: npt.NDArray[np.int64], offered: npt.NDArray[np.int64]
+                  ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The open day's lines against today's store: (outcome code, Wh held, new meters)."""
+    blocked = np.isin(meter_ids, np.fromiter(collector.imported, np.int64,
+                                             len(collector.imported)))
+    offer = np.flatnonzero(~blocked)
+    put = collector.store.put_many(meter_ids[offer], slots[offer], offered[offer])
+    outcome = np.full(len(meter_ids), _IMPORTED, np.int64)
+    outcome[offer] = np.where(put.stored, _STORED, np.where(
+        put.kept_wh == offered[offer], _DUPLICATE, _CONFLICTING))
+    kept_wh = np.zeros(len(meter_ids), np.int64)
+    kept_wh[offer] = put.kept_wh
+    return outcome, kept_wh, put.new_meters
+
+
+def _refuse_imported(collector: Collector, day: date, imported: set[int],
+                     meter_ids: npt.NDArray[np.int64], slots: npt.NDArray[np.int64],
+                     outcome: npt.NDArray[np.int64]) -> None:
+    """The writer refused some meters as imported: forget their readings, refuse their lines."""
+    hit = np.isin(meter_ids, np.array(sorted(imported), np.int64))
+    if collector.store.day == day:
+        collector.imported.update(imported)
+        for meter_id, slot in zip(meter_ids[hit & (outcome == _STORED)].tolist(),
+                                  slots[hit & (outcome == _STORED)].tolist(), strict=True):
+            collector.store.clear(meter_id, slot)
+    outcome[hit] = _IMPORTED
+
+
+def _open_day_result(lines: npt.NDArray[np.int64], outcome: npt.NDArray[np.int64],
+                     kept_wh: npt.NDArray[np.int64], refused: list[tuple[int, str]]
+                     ) -> BatchResult:
+    """Counts and errors of the open day's lines (imported counts as a conflict)."""
+    tally = np.bincount(outcome, minlength=4)
+    counts = {"stored": int(tally[_STORED]), "duplicate": int(tally[_DUPLICATE]),
+              "conflict": int(tally[_CONFLICTING] + tally[_IMPORTED]), "refused": len(refused)}
+    errors = list(refused)
+    conflicting = outcome == _CONFLICTING
+    errors.extend((line, f"{_CONFLICT} (stored {wh / 1000} kWh)") for line, wh in zip(
+        lines[conflicting].tolist(), kept_wh[conflicting].tolist(), strict=True))
+    errors.extend((line, IMPORTED_DAY) for line in lines[outcome == _IMPORTED].tolist())
     return BatchResult(counts, errors)

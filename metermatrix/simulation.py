@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tqdm import tqdm
 
+from metermatrix.clock import Clock, offset_clock, utc_now
 from metermatrix.loadshape import fleet_day_energy_wh
 from metermatrix.signing import SIGNATURE_HEADER, load_fleet_key, meter_key, sign_body
 from metermatrix.slots import SLOT_LABELS, SLOTS_PER_DAY, interval_start, slots_elapsed
@@ -58,6 +59,9 @@ class SimulatorConfig:
     #: Replay through POST /meter/batch as a head-end system, this many lines a batch.
     bulk: bool = False
     batch_size: int = 100_000
+    #: For tests only: run the simulator's clock this far ahead [s], as the server's
+    #: ``--clock-offset-s`` does, so that both agree on the hour whatever the real one.
+    clock_offset_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -342,8 +346,10 @@ def next_send(after: datetime, tz: ZoneInfo) -> tuple[date, int, datetime]:
 
 
 async def live_deliveries(after: datetime, tz: ZoneInfo, energy: EnergyCache,
-                          stop: asyncio.Event) -> AsyncGenerator[Delivery, None]:
-    """Each slot's packets at hh:01 / hh:31 local plus 0-20 s jitter, until ``stop``."""
+                          stop: asyncio.Event, clock: Clock = utc_now
+                          ) -> AsyncGenerator[Delivery, None]:
+    """Each slot's packets at hh:01 / hh:31 local plus 0-20 s jitter by ``clock``, until
+    ``stop``."""
     while not stop.is_set():
         day, slot, boundary = next_send(after, tz)
         rng = np.random.default_rng([energy.seed, int(boundary.timestamp())])
@@ -352,7 +358,7 @@ async def live_deliveries(after: datetime, tz: ZoneInfo, energy: EnergyCache,
         readings_wh = energy.of_day(day)[:, slot]
         for index, offset_s in zip(order.tolist(), jitter_s.tolist(), strict=True):
             sent_at = boundary + timedelta(seconds=int(offset_s))
-            wait_s = (sent_at - datetime.now(UTC)).total_seconds()
+            wait_s = (sent_at - clock()).total_seconds()
             if wait_s > 0:
                 await _sleep_unless(stop, wait_s)
             if stop.is_set():
@@ -402,7 +408,8 @@ async def _run(config: SimulatorConfig, status: ServerStatus, client: MeterClien
                tally: Tally, ledger: Ledger, stop: asyncio.Event) -> None:
     """Replay the configured days, or backfill and go live."""
     energy = EnergyCache(config.meter_ids, config.seed)
-    now = datetime.now(UTC)
+    clock = offset_clock(config.clock_offset_s)
+    now = clock()
     print(f"simulator: {len(config.meter_ids)} meters -> {client.server} "
           f"(time zone {status.tz.key}, open day {status.open_day})", file=sys.stderr)
     if config.start_day is not None:
@@ -424,7 +431,7 @@ async def _run(config: SimulatorConfig, status: ServerStatus, client: MeterClien
     if config.backfill:
         await pump(slot_deliveries(backfill_slots(now, status.tz), status.tz, energy),
                    client, tally, ledger, config.concurrency)
-    await pump(live_deliveries(now, status.tz, energy, stop), client, tally, ledger,
+    await pump(live_deliveries(now, status.tz, energy, stop, clock), client, tally, ledger,
                config.concurrency)
 
 

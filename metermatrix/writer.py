@@ -69,19 +69,23 @@ class ReadingWriter:
         return request.future
 
     def add_new(self, reading: Reading, new_meter: bool,
-                row: npt.NDArray[np.uint16] | None = None) -> asyncio.Future[None]:
+                row: npt.NDArray[np.uint16] | None = None) -> asyncio.Future[Outcome]:
         """Store a reading of the open day that today's store has just accepted.
 
         ``row`` is a copy of the meter's row in today's store right after the put: the
         commit writes the latest such row of each meter, which holds all its readings.
-        Without it the reading is merged into the stored row.
+        Without it the reading is merged into the stored row. Resolves to "stored", or
+        "imported" when the meter's total of the day was imported: nothing was written.
         """
         return self._submit(_Request("new", self._loop.create_future(), reading, new_meter,
                                      row=row))
 
     def add_rows(self, day: date, meter_ids: npt.NDArray[np.int64], rows: npt.NDArray[np.uint16],
-                 new_meters: list[int]) -> asyncio.Future[None]:
-        """Store the rows of many meters of the open day at once (a head-end's batch)."""
+                 new_meters: list[int]) -> asyncio.Future[list[int]]:
+        """Store the rows of many meters of the open day at once (a head-end's batch).
+
+        Resolves to the ids of the meters refused because their total was imported.
+        """
         return self._submit(_Request("rows", self._loop.create_future(),
                                      row=(day, meter_ids, rows, new_meters)))
 
@@ -153,7 +157,7 @@ class ReadingWriter:
                 request.error = error
             return
         self.commits += 1
-        self.readings_committed += len(new)
+        self.readings_committed += sum(r.result == "stored" for r in new)
 
 
 def _put_rows(storage: Storage, requests: list[_Request]) -> None:
@@ -161,6 +165,9 @@ def _put_rows(storage: Storage, requests: list[_Request]) -> None:
 
     Rows are copies of today's store taken in queue order, so the last one of a meter
     holds all its readings: an earlier copy written after it would drop a reading.
+    Meters whose total of the day was imported (``metermatrix import``, by another
+    process, maybe since the reading was queued) are refused in this same transaction:
+    nothing of theirs is written, and their requests learn it from their result.
     """
     latest: dict[date, dict[int, npt.NDArray[np.uint16]]] = {}
     loose: list[Reading] = []
@@ -179,11 +186,39 @@ def _put_rows(storage: Storage, requests: list[_Request]) -> None:
                 loose.append(reading)
             else:
                 latest.setdefault(reading.day, {})[reading.meter_id] = request.row
+    refused = _imported_meters(storage, latest, loose)
+    _settle_imported(requests, refused)
     storage.add_meters(new_meters)
-    storage.add_readings(loose)
+    storage.add_readings([r for r in loose if r.meter_id not in refused.get(r.day, ())])
     for day, by_meter in latest.items():
-        ids = list(by_meter)
-        storage.put_day_rows(day, ids, np.stack([by_meter[m] for m in ids]))
+        ids = [m for m in by_meter if m not in refused.get(day, ())]
+        if ids:
+            storage.put_day_rows(day, ids, np.stack([by_meter[m] for m in ids]))
+
+
+def _imported_meters(storage: Storage, latest: dict[date, dict[int, Any]],
+                     loose: list[Reading]) -> dict[date, set[int]]:
+    """{day: meters among the rows and loose readings whose total of day was imported}."""
+    candidates: dict[date, set[int]] = {day: set(by_meter) for day, by_meter in latest.items()}
+    for reading in loose:
+        candidates.setdefault(reading.day, set()).add(reading.meter_id)
+    refused = {day: storage.imported_meters(day, sorted(ids))
+               for day, ids in candidates.items()}
+    return {day: ids for day, ids in refused.items() if ids}
+
+
+def _settle_imported(requests: list[_Request], refused: dict[date, set[int]]) -> None:
+    """Results of today's requests: "stored"/"imported" per reading, refused ids per batch."""
+    for request in requests:
+        if request.kind == "new":
+            reading = request.reading
+            assert reading is not None
+            request.result = ("imported" if reading.meter_id in refused.get(reading.day, ())
+                              else "stored")
+        elif request.kind == "rows":
+            day, meter_ids, _, _ = request.row
+            held = refused.get(day, set())
+            request.result = sorted(m for m in meter_ids.tolist() if m in held)
 
 
 def _resolve(requests: list[_Request]) -> None:

@@ -15,10 +15,13 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from pathlib import Path
 
+import orjson
 import pytest
 
+from metermatrix.storage import IMPORTED_DAY
 from tests import dbviews
 from tests.conftest import ROOT, ServerProcess, send_time
+from tests.test_batch import line, post_batch
 
 #: The server's local time at the start of each test; the close is two minutes later.
 CLOCK, CLOSE = "14:10", "14:12"
@@ -142,3 +145,67 @@ def test_closed_day_reopened_and_killed_at_its_close(make_server, kill_after_ms:
     server.start()
     assert server.stop() == 0
     assert_totals_are_the_readings(server.data_dir, day, ledger)
+
+
+def import_totals(data_dir: Path, path: Path, totals: dict[int, tuple[date, float]]
+                  ) -> subprocess.CompletedProcess[str]:
+    """``metermatrix import`` of day totals {meter_id: (day, kWh)}, in its own process."""
+    path.write_bytes(orjson.dumps({f"{meter_id:09d}": {day.isoformat(): kwh}
+                                   for meter_id, (day, kwh) in totals.items()}))
+    return subprocess.run([sys.executable, "-m", "metermatrix", "import", str(path),
+                           "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def assert_refused_as_imported(status: int, answer: dict[str, object]) -> None:
+    assert (status, answer["status"], answer.get("error")) == (409, "imported", IMPORTED_DAY)
+
+
+def test_open_day_imported_as_a_total_refuses_the_meters_packets_through_its_close(
+        make_server, tmp_path: Path) -> None:
+    server: ServerProcess = make_server(clock_at=CLOCK, extra=["--close-time", CLOSE])
+    day, ledger = server.now().date(), Ledger()
+    close_at = datetime.combine(day, time_of_day(14, 12), UTC)
+    assert post_all(server, ledger, [(100 + m, 20, 0.1) for m in range(5)], day) == 5
+    done = import_totals(server.data_dir, tmp_path / "today.json",
+                         {500: (day, 7.5), 501: (day, 2.25)})
+    assert done.returncode == 0, done.stderr
+    # The running server learns of the import from the database, in the commit.
+    assert_refused_as_imported(*server.post_packet(500, send_time(day, 21), 0.4))
+    assert_refused_as_imported(*server.post_packet(500, send_time(day, 21), 0.4))  # resent
+    status, answer = post_batch(server, line(501, send_time(day, 21), 0.3) + b"\n"
+                                + line(100, send_time(day, 21), 0.2))
+    assert (status, answer["stored"], answer["conflict"]) == (200, 1, 1), answer
+    assert answer["errors"] == [{"line": 1, "error": IMPORTED_DAY}]
+    ledger.acknowledged[100, 21] = ledger.sent[100, 21] = 200
+    assert post_all(server, ledger, [(101, 21, 0.3)], day) == 1  # meters with readings go on
+    assert server.stop() == 0
+
+    set_clock(server, close_at - timedelta(seconds=15))
+    server.start()  # today's store restored without the imported meters
+    assert_refused_as_imported(*server.post_packet(500, send_time(day, 22), 0.4))
+    assert post_all(server, ledger, [(102, 22, 0.3)], day) == 1
+    while server.now() < close_at + timedelta(seconds=1):
+        time.sleep(0.05)
+    deadline = time.monotonic() + 30
+    while orjson.loads(server.request("GET", "/api/v1/status")[1])["open_day"] == day.isoformat():
+        assert time.monotonic() < deadline, "the timer did not close the day"
+        time.sleep(0.1)
+    assert_refused_as_imported(*server.post_packet(501, send_time(day, 23), 0.4))  # late
+    assert server.stop() == 0
+
+    with dbviews.connect(server.data_dir / "metermatrix.sqlite3") as db:
+        totals = db.execute("SELECT meter_id, energy_wh, readings FROM day_totals"
+                            " WHERE day = ? ORDER BY 1", (day.isoformat(),)).fetchall()
+        stored = dict(((m, s), wh) for m, s, wh in db.execute(
+            "SELECT meter_id, slot, energy_wh FROM readings WHERE day = ?", (day.isoformat(),)))
+        regions = db.execute("SELECT SUM(energy_wh), SUM(readings) FROM region_daily"
+                             " WHERE day = ?", (day.isoformat(),)).fetchone()
+    assert stored == ledger.acknowledged and len(stored) == 8  # none of the imported meters
+    sums: dict[int, tuple[int, int]] = {}
+    for (meter_id, _), wh in stored.items():
+        energy, count = sums.get(meter_id, (0, 0))
+        sums[meter_id] = (energy + wh, count + 1)
+    expected = {**sums, 500: (7500, 48), 501: (2250, 48)}  # the imported figures, kept
+    assert totals == [(meter_id, *expected[meter_id]) for meter_id in sorted(expected)]
+    assert regions == (sum(stored.values()) + 9750, len(stored) + 96)

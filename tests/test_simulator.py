@@ -34,21 +34,45 @@ from metermatrix.simulation import (
 )
 from metermatrix.slots import SLOT_LABELS, slot_of_label
 from tests import dbviews
-from tests.conftest import ROOT, ServerProcess, free_port
+from tests.conftest import ROOT, ServerProcess, clock_offset_for, fixture_clock, free_port
 
 UTC_ZONE = ZoneInfo("UTC")
 METERS = 3
+#: Local time (UTC) of the servers' and the simulator's clocks, unless
+#: $METERMATRIX_TEST_CLOCK says another (``.ci/run`` tries 00:05 and 23:50).
+CLOCK = "14:10"
 
 
-def yesterday() -> date:
-    return datetime.now(UTC).date() - timedelta(days=1)
+@pytest.fixture
+def server(make_server) -> ServerProcess:
+    """A running server whose clock reads the test clock (UTC, no demo data)."""
+    return make_server(clock_at=fixture_clock(CLOCK))
 
 
-def run_simulator(server_url: str, data_dir: Path, ledger: Path, *options: str
-                  ) -> subprocess.CompletedProcess[str]:
+def own_clock_offset_s() -> float:
+    """The offset [s] that makes a clock read the test clock now (for servers of our own)."""
+    return clock_offset_for(fixture_clock(CLOCK), "UTC")
+
+
+def yesterday(server: ServerProcess | None = None) -> date:
+    """The day before today by the server's clock (or by the test clock)."""
+    offset_s = server.clock_offset_s if server is not None else own_clock_offset_s()
+    return (datetime.now(UTC) + timedelta(seconds=offset_s)).date() - timedelta(days=1)
+
+
+def run_simulator(server_url: str, data_dir: Path, ledger: Path, *options: str,
+                  clock_offset_s: float = 0.0) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, str(ROOT / "simulator.py"), "--server", server_url,
-               "--data-dir", str(data_dir), "--ledger", str(ledger), *options]
+               "--data-dir", str(data_dir), "--ledger", str(ledger),
+               "--clock-offset-s", repr(clock_offset_s), *options]
     return subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=ROOT)
+
+
+def simulate_against(server: ServerProcess, ledger: Path, *options: str,
+                     data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """simulator.py against ``server``, its clock set to the server's."""
+    return run_simulator(server.url, data_dir or server.data_dir, ledger, *options,
+                         clock_offset_s=server.clock_offset_s)
 
 
 def read_ledger(path: Path) -> list[dict[str, Any]]:
@@ -114,10 +138,11 @@ def test_next_send_is_the_following_hh01_or_hh31(after: datetime,
 def test_live_packets_leave_within_twenty_seconds_of_each_boundary() -> None:
     ids = [meter.meter_id for meter in synthetic_fleet(20, 1)]
     energy = EnergyCache(ids, DEFAULT_SEED)
-    after = datetime.now(UTC) - timedelta(hours=2)
+    now = datetime(2026, 11, 27, 0, 5, tzinfo=UTC)  # a clock standing still
+    after = now - timedelta(hours=2)
 
     async def first_two_slots() -> list[Delivery]:
-        deliveries = live_deliveries(after, UTC_ZONE, energy, asyncio.Event())
+        deliveries = live_deliveries(after, UTC_ZONE, energy, asyncio.Event(), lambda: now)
         return [await anext(deliveries) for _ in range(2 * len(ids))]
 
     deliveries = asyncio.run(first_two_slots())
@@ -137,9 +162,9 @@ def test_live_packets_leave_within_twenty_seconds_of_each_boundary() -> None:
 def test_replay_ledgers_every_acknowledged_packet_and_stores_it(
     server: ServerProcess, tmp_path: Path
 ) -> None:
-    day, ledger = yesterday(), tmp_path / "ledger.jsonl"
-    result = run_simulator(server.url, server.data_dir, ledger, "--meters", str(METERS),
-                           "--date", day.isoformat(), "--days", "1")
+    day, ledger = yesterday(server), tmp_path / "ledger.jsonl"
+    result = simulate_against(server, ledger, "--meters", str(METERS),
+                              "--date", day.isoformat(), "--days", "1")
     assert result.returncode == 0, result.stderr
     lines = read_ledger(ledger)
     assert len(lines) == METERS * 48
@@ -155,8 +180,8 @@ def test_replay_posts_for_the_meters_of_a_fleet_file(
     fleet = {key: masterdb[key] for key in ("999999999", "555555555")}
     fleet_file, ledger = tmp_path / "fleet.json", tmp_path / "ledger.jsonl"
     fleet_file.write_bytes(orjson.dumps(fleet))
-    result = run_simulator(server.url, server.data_dir, ledger, "--fleet", str(fleet_file),
-                           "--date", yesterday().isoformat())
+    result = simulate_against(server, ledger, "--fleet", str(fleet_file),
+                              "--date", yesterday(server).isoformat())
     assert result.returncode == 0, result.stderr
     assert {line["id"] for line in read_ledger(ledger)} == {999_999_999, 555_555_555}
     assert {meter_id for meter_id, _, _ in stored_readings(server.data_dir)} == {
@@ -166,10 +191,10 @@ def test_replay_posts_for_the_meters_of_a_fleet_file(
 def test_replaying_a_day_again_is_acknowledged_as_duplicates(
     server: ServerProcess, tmp_path: Path
 ) -> None:
-    day, first, second = yesterday(), tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    day, first, second = yesterday(server), tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     options = ("--meters", str(METERS), "--date", day.isoformat(), "--concurrency", "4")
-    assert run_simulator(server.url, server.data_dir, first, *options).returncode == 0
-    result = run_simulator(server.url, server.data_dir, second, *options)
+    assert simulate_against(server, first, *options).returncode == 0
+    result = simulate_against(server, second, *options)
     assert result.returncode == 0, result.stderr
     assert {line["status"] for line in read_ledger(second)} == {"duplicate"}
     assert ledgered_readings(read_ledger(second)) == ledgered_readings(read_ledger(first))
@@ -181,8 +206,8 @@ def test_packets_signed_with_another_fleet_key_are_refused_and_not_ledgered(
 ) -> None:
     other_data_dir, ledger = tmp_path / "other", tmp_path / "ledger.jsonl"
     load_fleet_key(other_data_dir, create=True)
-    result = run_simulator(server.url, other_data_dir, ledger, "--meters", "1",
-                           "--date", yesterday().isoformat())
+    result = simulate_against(server, ledger, "--meters", "1",
+                              "--date", yesterday(server).isoformat(), data_dir=other_data_dir)
     assert result.returncode == 1
     assert "refused 48" in result.stderr and "signature" in result.stderr
     assert read_ledger(ledger) == []
@@ -190,34 +215,65 @@ def test_packets_signed_with_another_fleet_key_are_refused_and_not_ledgered(
 
 
 def test_missing_fleet_key_is_explained(server: ServerProcess, tmp_path: Path) -> None:
-    result = run_simulator(server.url, tmp_path / "empty", tmp_path / "ledger.jsonl",
-                           "--meters", "1", "--date", yesterday().isoformat())
+    result = simulate_against(server, tmp_path / "ledger.jsonl", "--meters", "1",
+                              "--date", yesterday(server).isoformat(),
+                              data_dir=tmp_path / "empty")
     assert result.returncode == 2
     assert "fleet key" in result.stderr
 
 
 def test_backfill_then_live_until_sigterm(server: ServerProcess, tmp_path: Path) -> None:
-    before = datetime.now(UTC)
+    before = server.now()
     if before.time() < datetime.min.replace(minute=2).time():
         pytest.skip("nothing is due in the first minutes of a day")
     ledger = tmp_path / "ledger.jsonl"
     command = [sys.executable, str(ROOT / "simulator.py"), "--server", server.url,
                "--data-dir", str(server.data_dir), "--ledger", str(ledger),
-               "--meters", str(METERS), "--backfill"]
+               "--meters", str(METERS), "--backfill",
+               "--clock-offset-s", repr(server.clock_offset_s)]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     expected = METERS * len(backfill_slots(before, UTC_ZONE))
     deadline = time.monotonic() + 60
-    while len(read_ledger(ledger)) < expected and time.monotonic() < deadline:
+    while (len(read_ledger(ledger)) < expected and time.monotonic() < deadline
+           and process.poll() is None):
         time.sleep(0.2)  # the ledger is flushed within a second while the simulator runs
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
-    due = {(d.isoformat(), s) for d, s in backfill_slots(datetime.now(UTC), UTC_ZONE)}
+    due = {(d.isoformat(), s) for d, s in backfill_slots(server.now(), UTC_ZONE)}
     ledgered = ledgered_readings(read_ledger(ledger))
     assert expected <= len(ledgered) <= METERS * len(due)
     assert {(day, slot) for _, day, slot in ledgered} <= due
     assert ledgered.items() <= stored_readings(server.data_dir).items()
     assert "simulator: sent" in stderr
+
+
+@pytest.mark.parametrize("clock_at", ["00:05", "23:50"])
+def test_backfill_sends_what_is_due_by_the_clock_it_shares_with_the_server(
+        make_server, tmp_path: Path, clock_at: str) -> None:
+    """Just after midnight only yesterday's last packet (sent at 00:01) is due; after the
+    close at 23:45 also all of today's but the last, which the server files late."""
+    server: ServerProcess = make_server(clock_at=clock_at)
+    expected = backfill_slots(server.now(), UTC_ZONE)
+    assert len(expected) == (1 if clock_at == "00:05" else 1 + 47)
+    ledger = tmp_path / "ledger.jsonl"
+    command = [sys.executable, str(ROOT / "simulator.py"), "--server", server.url,
+               "--data-dir", str(server.data_dir), "--ledger", str(ledger),
+               "--meters", str(METERS), "--backfill",
+               "--clock-offset-s", repr(server.clock_offset_s)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while (len(read_ledger(ledger)) < METERS * len(expected) and time.monotonic() < deadline
+           and process.poll() is None):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    ledgered = ledgered_readings(read_ledger(ledger))
+    assert {(day, slot) for _, day, slot in ledgered} == {
+        (day.isoformat(), slot) for day, slot in expected}
+    assert len(ledgered) == METERS * len(expected)
+    assert ledgered.items() <= stored_readings(server.data_dir).items()
 
 
 # -- a busy server -----------------------------------------------------------------------------
@@ -277,7 +333,7 @@ def test_busy_answers_are_retried_and_only_acknowledgements_ledgered(
     ledger = tmp_path / "ledger.jsonl"
     config = SimulatorConfig(server=url, data_dir=data_dir, meter_ids=[999_999_999],
                              seed=DEFAULT_SEED, ledger_path=ledger, concurrency=8,
-                             start_day=yesterday())
+                             start_day=yesterday(), clock_offset_s=own_clock_offset_s())
     assert asyncio.run(simulate(config)) == 0
     lines = read_ledger(ledger)
     assert len(lines) == len(seen) == 48
@@ -288,16 +344,16 @@ def test_busy_answers_are_retried_and_only_acknowledgements_ledgered(
 def test_bulk_replay_through_the_batch_route_ledgers_and_stores_the_same_day(
     server: ServerProcess, tmp_path: Path
 ) -> None:
-    day, ledger = yesterday(), tmp_path / "ledger.jsonl"
-    result = run_simulator(server.url, server.data_dir, ledger, "--meters", str(METERS),
-                           "--date", day.isoformat(), "--bulk", "--batch-size", "50")
+    day, ledger = yesterday(server), tmp_path / "ledger.jsonl"
+    result = simulate_against(server, ledger, "--meters", str(METERS),
+                              "--date", day.isoformat(), "--bulk", "--batch-size", "50")
     assert result.returncode == 0, result.stderr
     lines = read_ledger(ledger)
     assert len(lines) == METERS * 48
     assert ledgered_readings(lines) == model_readings(day) == stored_readings(server.data_dir)
     assert f"sent {METERS * 48}, stored {METERS * 48}, duplicate 0, refused 0" in result.stderr
-    again = run_simulator(server.url, server.data_dir, tmp_path / "again.jsonl", "--meters",
-                          str(METERS), "--date", day.isoformat(), "--bulk")
+    again = simulate_against(server, tmp_path / "again.jsonl", "--meters",
+                             str(METERS), "--date", day.isoformat(), "--bulk")
     assert f"duplicate {METERS * 48}" in again.stderr, again.stderr
 
 

@@ -146,3 +146,36 @@ def test_a_batch_row_and_a_later_single_reading_in_one_commit_keep_both(tmp_path
     run_with_writer(tmp_path, body)
     assert committed(tmp_path, "SELECT group_concat(slot || ':' || energy_wh) FROM readings"
                      " WHERE meter_id = 7") == "0:100,2:94"
+
+
+def test_open_day_readings_of_a_meter_imported_meanwhile_are_refused_in_the_commit(
+        tmp_path: Path) -> None:
+    """Another process imports meter 5's total of the open day after its reading was
+    queued: the commit finds the import, writes nothing of meter 5 and says so."""
+    from metermatrix.storage import DailyTotal
+    from metermatrix.today import TodayStore
+
+    store = TodayStore(DAY, max_reading_wh=50_000)
+    for meter_id in (5, 6):
+        store.put(meter_id, 3, 400)
+
+    def import_in_another_connection(_: Storage) -> None:
+        other = open_storage(tmp_path)
+        try:
+            other.import_daily_totals([DailyTotal(5, DAY, 9000, 48)])
+        finally:
+            other.close()
+
+    async def body(writer: ReadingWriter) -> tuple[object, ...]:
+        await writer.run(import_in_another_connection)
+        single = writer.add_new(Reading(5, DAY, 3, 400), True, store.row_values(5))
+        ids = np.array([5, 6], np.int64)
+        batch = writer.add_rows(DAY, ids, store.rows_of(ids), [5, 6])
+        other = writer.add_new(Reading(7, DAY, 4, 10), True)
+        return tuple(await asyncio.gather(single, batch, other))
+
+    assert run_with_writer(tmp_path, body) == ("imported", [5], "stored")
+    assert committed(tmp_path, "SELECT group_concat(meter_id || ':' || slot) FROM readings"
+                     ) == "6:3,7:4"
+    assert committed(tmp_path, "SELECT group_concat(meter_id || ':' || energy_wh) FROM"
+                     " day_totals") == "5:9000,6:400,7:10"

@@ -125,6 +125,15 @@ class Storage(abc.ABC):
         return [self.store_reading(reading) for reading in readings]
 
     @abc.abstractmethod
+    def imported_meters(self, day: date, meter_ids: Sequence[int]) -> set[int]:
+        """Meters of ``meter_ids`` whose total of ``day`` was imported without readings.
+
+        Their readings of ``day`` are refused ("imported"), whether the day is closed or
+        still open in a running server: the import is read in the transaction that would
+        store them.
+        """
+
+    @abc.abstractmethod
     def put_day_rows(self, day: date, meter_ids: Sequence[int],
                      rows: npt.NDArray[np.uint16]) -> None:
         """Replace meters' whole rows of ``day`` (48 values [Wh], 0xFFFF empty) from today's."""

@@ -286,6 +286,15 @@ class SQLiteStorage(DayTables, Storage):
             self._write_rows(number, changed, old if closed else None)
         return outcomes
 
+    def imported_meters(self, day: date, meter_ids: Sequence[int]) -> set[int]:
+        """Meters of ``meter_ids`` whose total of ``day`` was imported without readings.
+
+        An import closes its days, so a day not closed has none (one lookup).
+        """
+        if not meter_ids or not self._is_closed(day):
+            return set()
+        return self._imported(day_number(day), meter_ids)
+
     def _imported(self, day: int, meter_ids: Sequence[int]) -> set[int]:
         """Meters of ``meter_ids`` whose total of ``day`` was imported without readings.
 
