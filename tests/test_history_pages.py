@@ -210,3 +210,38 @@ def test_green_button_takes_the_named_periods_too(client: Client) -> None:
     page = client.get(f"{PAGE}?period=day&date=2026-11-10").text
     assert f'href="{PAGE}?period=day&amp;date=2026-11-10&amp;format=greenbutton"' in page
     assert f'href="{API}?period=day&amp;date=2026-11-10"' in page
+
+
+def test_the_csv_has_each_rows_cost_and_co2_adding_up_to_the_pages_figures(
+        client: Client) -> None:
+    query = "period=week&date=2026-11-12"
+    rows = list(csv.DictReader(io.StringIO(client.get(f"{PAGE}?{query}&format=csv").text)))
+    document = client.get(f"{API}?{query}").json()
+    tariff = document["tariff_sgd_per_kwh"]
+    factor = document["emission_factor_kg_co2_per_kwh"]
+    assert len(rows) == 7
+    for row in rows:
+        energy_kwh = float(row["energy_kwh"])
+        assert float(row["estimated_cost_sgd"]) == pytest.approx(energy_kwh * tariff, abs=1e-4)
+        assert float(row["estimated_co2_kg"]) == pytest.approx(energy_kwh * factor, abs=1e-4)
+    assert sum(float(row["estimated_cost_sgd"]) for row in rows) == pytest.approx(
+        document["estimated_cost_sgd"], abs=0.005)
+    assert sum(float(row["estimated_co2_kg"]) for row in rows) == pytest.approx(
+        document["estimated_co2_kg"], abs=0.001)
+    json_rows = document["rows"]
+    assert [r["estimated_cost_sgd"] for r in json_rows] == [  # type: ignore[union-attr]
+        float(row["estimated_cost_sgd"]) for row in rows]
+
+
+def test_a_missing_day_has_no_cost_or_co2_in_the_csv(client: Client) -> None:
+    rows = list(csv.DictReader(io.StringIO(client.get(
+        f"{PAGE}?period=week&date={MISSING_DAY.isoformat()}&format=csv").text)))
+    missing = next(row for row in rows if row["date"] == MISSING_DAY.isoformat())
+    assert missing["estimated_cost_sgd"] == "" and missing["estimated_co2_kg"] == ""
+
+
+def test_the_only_meter_of_its_region_uses_about_the_same_as_the_average(
+        client: Client) -> None:
+    page = client.get(f"{PAGE}?period=week&date=2026-11-12").text
+    assert "about the same as the average household" in page
+    assert "same than" not in page

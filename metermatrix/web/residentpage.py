@@ -78,6 +78,14 @@ def format_change(value: float, base: float) -> str:
     return f"{abs(change)}% {'more' if change > 0 else 'less'}"
 
 
+def format_comparison(value: float, base: float, whom: str) -> str:
+    """``value`` against ``whom``'s ``base``: "12% more than ...", "about the same as ..."."""
+    change = format_change(value, base)
+    if not change:
+        return ""
+    return f"{change} {'as' if change == 'about the same' else 'than'} {whom}"
+
+
 def period_span(period: Period) -> str:
     """The dates and times a period covers, e.g. "Mon 23 Nov - Fri 27 Nov 2026"."""
     last = period.last_day
@@ -130,7 +138,8 @@ class ResidentPage(BaseHandler):
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
         namespace.update(kwh=format_kwh, number=format_number, sgd=format_sgd,
-                         change=format_change, mask_fin=mask_fin, meter_label=format_meter_id,
+                         change=format_change, compared=format_comparison,
+                         mask_fin=mask_fin, meter_label=format_meter_id,
                          span=period_span, title=period_title, user_meter=self.resident_meter,
                          resident_periods=RESIDENT_PERIODS,
                          late_days=self.service.settings.late_days)
