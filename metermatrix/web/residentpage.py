@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http import HTTPStatus
 from typing import Any
 
 import tornado.web
@@ -17,7 +16,6 @@ from metermatrix.web.base import BaseHandler
 _DAY = timedelta(days=1)
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _ERRORS = {
-    400: "That request is not one this page understands.",
     403: "You can only see the meter of the account you are logged in with.",
     404: "There is no such page. A meter ID has 9 digits, e.g. 999-999-999.",
 }
@@ -145,7 +143,5 @@ class ResidentPage(BaseHandler):
                          late_days=self.service.settings.late_days)
         return namespace
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        message = _ERRORS.get(status_code, "Something went wrong on our side. Please try again.")
-        self.render("resident_error.html", status=status_code, message=message,
-                    title=HTTPStatus(status_code).phrase)
+    def error_message(self, status_code: int) -> str:
+        return _ERRORS.get(status_code) or super().error_message(status_code)
