@@ -245,3 +245,35 @@ def test_the_only_meter_of_its_region_uses_about_the_same_as_the_average(
     page = client.get(f"{PAGE}?period=week&date=2026-11-12").text
     assert "about the same as the average household" in page
     assert "same than" not in page
+
+
+def local_minutes(server: ServerProcess, before: datetime) -> set[str]:
+    """The local times (HH:MM, Singapore) the server's clock read from ``before`` to now."""
+    after = server.now()
+    return {f"{before.astimezone(TZ):%H:%M}", f"{after.astimezone(TZ):%H:%M}"}
+
+
+@pytest.mark.parametrize("query", ["period=current-day", f"period=day&date={NOW.date()}"])
+def test_todays_page_says_when_it_was_updated_and_refreshes(
+        server: ServerProcess, client: Client, query: str) -> None:
+    before = server.now()
+    page = client.get(f"{PAGE}?{query}").text
+    updated = re.search(r'<p class="updated"( data-refresh-s="(\d+)")?>\s*Last updated '
+                        r"(\d\d:\d\d)", page)
+    assert updated is not None
+    assert updated[3] in local_minutes(server, before)  # Singapore time, not UTC
+    assert updated[2] is not None and 60 <= int(updated[2]) <= 600
+    assert f'<a class="refresh" href="{PAGE}?{query.replace("&", "&amp;")}">Refresh</a>' in page
+    assert re.search(r'<script src="/static/refresh\.js\?v=\w+" defer></script>', page)
+
+
+@pytest.mark.parametrize("query", ["period=current-week", "period=week&date=2026-11-12",
+                                   "period=day&date=2026-11-17"])
+def test_other_periods_do_not_reload_themselves(client: Client, query: str) -> None:
+    page = client.get(f"{PAGE}?{query}").text
+    assert "data-refresh-s" not in page and "refresh.js" not in page
+
+
+def test_a_past_period_has_no_last_updated_line(client: Client) -> None:
+    assert "Last updated" not in client.get(f"{PAGE}?period=day&date=2026-11-17").text
+    assert "Last updated" in client.get(f"{PAGE}?period=current-week").text  # still open

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser.conftest import watch_policy_violations
 from tests.conftest import ServerProcess
@@ -99,3 +100,46 @@ def test_the_green_button_link_downloads_a_valid_feed(browser: Browser,
     assert download.value.suggested_filename == f"metermatrix-{METER}-day-2026-11-17.xml"
     assert validation_errors(Path(download.value.path()).read_bytes()) == []
     page.context.close()
+
+
+def reloads_within(page: Page, url: str, minutes: int) -> bool:
+    """Whether the page at ``url`` reloads itself within ``minutes`` (the page's clock
+    is Playwright's, run forward; the server's stays where it is)."""
+    page.clock.install()
+    page.goto(url)
+    page.evaluate("window.beforeReload = true")
+    try:
+        with page.expect_event("load", timeout=3000):
+            page.clock.run_for(minutes * 60_000)
+    except PlaywrightTimeoutError:
+        return False
+    return bool(page.evaluate("window.beforeReload === undefined"))
+
+
+def test_todays_page_reloads_itself_where_javascript_runs(browser: Browser,
+                                                          server: ServerProcess) -> None:
+    page = logged_in_with_javascript(browser, server)
+    refused = watch_policy_violations(page)
+    assert reloads_within(page, server.url + PAGE + "?period=current-day", 11)
+    expect(page.locator("p.updated")).to_contain_text("Last updated")
+    expect(page.locator("a.refresh")).to_be_visible()
+    assert refused == []
+    page.context.close()
+
+
+@pytest.mark.parametrize("query", ["period=current-week", "period=day&date=2026-11-17"])
+def test_other_periods_stay_put(browser: Browser, server: ServerProcess, query: str) -> None:
+    page = logged_in_with_javascript(browser, server)
+    assert not reloads_within(page, server.url + PAGE + "?" + query, 11)
+    page.context.close()
+
+
+def logged_in_with_javascript(browser: Browser, server: ServerProcess) -> Page:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server.url + "/profile")
+    page.fill("#meter_id", str(METER))
+    page.fill("#password", PASSWORD)
+    page.click("button.primary")
+    expect(page).to_have_url(f"{server.url}/profile/{METER}")
+    return page
