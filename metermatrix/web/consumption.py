@@ -13,7 +13,7 @@ import tornado.web
 
 from metermatrix import readers
 from metermatrix.averages import DEFINITION
-from metermatrix.charts import consumption_svg
+from metermatrix.charts import NARROW, WIDE, consumption_svg
 from metermatrix.emissions import emissions_kg
 from metermatrix.history import (
     HISTORY_KINDS,
@@ -163,16 +163,18 @@ def table_rows(result: MeterConsumption) -> list[tuple[str, float, str, float, f
 
 def page_parts(storage: Storage, result: MeterConsumption, first_day: date | None,
                now: datetime, settings: Settings, previous_name: str
-               ) -> tuple[str, list[Any], dict[str, Any]]:
-    """The page's chart, table and further figures (a reader job: off the event loop)."""
+               ) -> tuple[tuple[str, ...], list[Any], dict[str, Any]]:
+    """The page's charts (desktop, phone), table and further figures (a reader job: off
+    the event loop)."""
     if result.period.name == "year":
         view = year_view(storage, result, first_day, now)
-        svg, table = view.svg, view.table
+        svgs, table = view.svgs, view.table
     else:
-        svg = consumption_svg(result.rows, result.period, previous_name,
-                              f"{result.region} average")
+        svgs = tuple(consumption_svg(result.rows, result.period, previous_name,
+                                     f"{result.region} average", layout)
+                     for layout in (WIDE, NARROW))
         table = table_rows(result)
-    return svg, table, page_figures(result, now, settings, previous_name, storage)
+    return svgs, table, page_figures(result, now, settings, previous_name, storage)
 
 
 class _ConsumptionSource(BaseHandler):
@@ -243,9 +245,9 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
         """The page: cards, the chart (12 months for a year) and the table."""
         period, now, settings = result.period, self.service.clock(), self.service.settings
         previous_name = PREVIOUS_NAMES[period.name]
-        svg, table, figures = await self.service.readers.run(
+        svgs, table, figures = await self.service.readers.run(
             page_parts, result, first_day, now, settings, previous_name)
-        self.render("consumption.html", result=result, svg=svg, table=table,
+        self.render("consumption.html", result=result, svgs=svgs, table=table,
                     previous_name=previous_name, settings=settings,
                     meter_id=result.meter_id, average_definition=DEFINITION,
                     nav=history_nav(period, now, settings.tz, first_day), **figures)
@@ -315,7 +317,7 @@ class ConsumptionAPIHandler(_ConsumptionSource, JSONHandler):
         document = consumption_document(result, self.service.settings)
         if period.name == "year":
             view = await self.service.readers.run(year_view, result, first_day,
-                                                  self.service.clock())
+                                                  self.service.clock(), ())
             document["months"] = view.months
         self.write_json(add_document_figures(document, result, self.service.clock(),
                                              self.service.settings, self.service.storage))
