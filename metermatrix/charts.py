@@ -42,10 +42,30 @@ PREVIOUS = "#6b7b86"
 REGION = "#d9822b"
 GRID = "#dde3e7"
 FONT_PT = 10
-#: Width x height of a consumption chart [inches]; the SVG scales to its container.
-SIZE_IN = (7.2, 3.4)
-#: The plot area inside the figure: left, bottom, width, height [figure fraction].
-PLOT_BOX = (0.085, 0.14, 0.9, 0.7)
+#: Width of a label's character and the least space between two labels [pt] (at FONT_PT).
+CHAR_PT, LABEL_GAP_PT = 6.2, 4.0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A chart's size [inches] and its plot area: left, bottom, width, height [figure
+    fraction]. The SVG scales to its container, so the size sets how large text is."""
+
+    size_in: tuple[float, float]
+    plot_box: tuple[float, float, float, float]
+    #: Put before the SVG's element ids: both layouts are on one page, and an id must be
+    #: unique there (a hatch pattern of the hidden chart does not paint the shown one).
+    id_prefix: str = ""
+
+    @property
+    def plot_width_pt(self) -> float:
+        """The plot area's width [pt]."""
+        return self.size_in[0] * 72 * self.plot_box[2]
+
+
+#: A page's chart on a desktop, and on a phone (narrower: text stays 12 px at 390 px).
+WIDE = Layout((7.2, 3.4), (0.095, 0.14, 0.89, 0.7))
+NARROW = Layout((4.0, 3.6), (0.15, 0.13, 0.82, 0.64), "narrow-")
 #: How each status is drawn: (legend label, face colour, hatch).
 STYLES: dict[str, tuple[str, str, str | None]] = {
     "ok": ("Reading", ACCENT, None),
@@ -56,6 +76,7 @@ STYLES: dict[str, tuple[str, str, str | None]] = {
 }
 _ANCHOR = {"left": "start", "center": "middle", "right": "end"}
 _BASELINE = {"baseline": "auto", "center": "central", "top": "hanging", "bottom": "text-after-edge"}
+_ID_REFERENCE = re.compile(r'(\bid="|url\(#|href="#)')
 _SIZE_ATTRIBUTES = re.compile(r'<svg([^>]*?) width="[^"]*" height="[^"]*"')
 
 
@@ -68,6 +89,7 @@ class _Plot:
     count: int
     top: float
     labels: list[Label]
+    layout: Layout
 
     def add(self, artist: Artist) -> None:
         """Add an artist drawn in data coordinates."""
@@ -75,9 +97,9 @@ class _Plot:
         self.figure.add_artist(artist)
 
     def text(self, x: float, y: float, text: str, ha: str = "left", va: str = "baseline",
-             rotation: float = 0.0) -> None:
+             rotation: float = 0.0, kind: str = "") -> None:
         """A label at figure fraction (x, y), drawn later (as an artist or as SVG text)."""
-        self.labels.append(Label(x, y, text, ha, va, rotation))
+        self.labels.append(Label(x, y, text, ha, va, rotation, kind))
 
 
 @dataclass(frozen=True)
@@ -90,16 +112,27 @@ class Label:
     ha: str = "left"
     va: str = "baseline"
     rotation: float = 0.0
+    kind: str = ""  # "legend" for the legend's labels (their SVG class)
 
 
-def _new_plot(count: int, top: float) -> _Plot:
-    figure = Figure(figsize=SIZE_IN)
+def _new_plot(count: int, top: float, layout: Layout = WIDE) -> _Plot:
+    figure = Figure(figsize=layout.size_in)
     FigureCanvasAgg(figure)
-    left, bottom, width, height = PLOT_BOX
+    left, bottom, width, height = layout.plot_box
     x0, x1 = -0.6, max(count, 1) - 0.4
     to_box = (Affine2D().translate(-x0, 0).scale(width / (x1 - x0), height / top)
               .translate(left, bottom))
-    return _Plot(figure, to_box + figure.transFigure, count, top, [])
+    return _Plot(figure, to_box + figure.transFigure, count, top, [], layout)
+
+
+def label_step(labels: list[str], width_pt: float, steps: tuple[int, ...]) -> int:
+    """The first of ``steps`` at which every ``step``-th label fits side by side in
+    ``width_pt`` [pt]; the last step if none does."""
+    label_pt = max((len(label) for label in labels), default=0) * CHAR_PT + LABEL_GAP_PT
+    for step in steps:
+        if math.ceil(len(labels) / step) * label_pt <= width_pt:
+            return step
+    return steps[-1]
 
 
 def _top(rows: pd.DataFrame) -> float:
@@ -154,7 +187,7 @@ def _draw_lines(plot: _Plot, rows: pd.DataFrame, previous_label: str,
 
 def _draw_grid(plot: _Plot, rows: pd.DataFrame, period: Period) -> None:
     """Grid lines with kWh labels, a baseline, time labels below it and the unit."""
-    left, bottom, width, height = PLOT_BOX
+    left, bottom, width, height = plot.layout.plot_box
     levels = [float(v) for v in MaxNLocator(nbins=6, steps=[1, 2, 5, 10]).tick_values(0, plot.top)
               if 0 <= v <= plot.top]
     x0, x1 = -0.6, max(plot.count, 1) - 0.4
@@ -166,33 +199,35 @@ def _draw_grid(plot: _Plot, rows: pd.DataFrame, period: Period) -> None:
     for level in levels:
         plot.text(left - 0.008, bottom + height * level / plot.top, f"{level:.{decimals}f}",
                   ha="right", va="center")
-    every = _tick_step(plot.count, period.resolution)
-    for position, label in list(enumerate(_tick_labels(rows, period.resolution)))[::every]:
+    labels, every = _tick_labels(rows, period.resolution, plot.layout.plot_width_pt)
+    for position, label in list(enumerate(labels))[::every]:
         plot.text(left + width * (position - x0) / (x1 - x0), bottom - 0.03, label,
                   ha="center", va="top")
     unit = "kWh per half hour" if period.resolution == "half-hour" else "kWh per day"
     plot.text(0.025, bottom + height / 2, unit, rotation=90, ha="center", va="center")
 
 
-def _tick_labels(rows: pd.DataFrame, resolution: str) -> list[str]:
+def _tick_labels(rows: pd.DataFrame, resolution: str, width_pt: float
+                 ) -> tuple[list[str], int]:
+    """The time labels below the bars, and every how many of them fit [pt] to show."""
     starts = pd.DatetimeIndex(rows["start"])
     if resolution == "half-hour":
-        return [f"{start:%H:%M}" for start in starts]
-    if len(rows) <= 8:
-        return [f"{start:%a} {start.day}" for start in starts]
-    return [f"{start.day}" for start in starts]
-
-
-def _tick_step(count: int, resolution: str) -> int:
-    if resolution == "half-hour":
-        return 1 if count <= 8 else 4 if count <= 48 else 12
-    return 1 if count <= 16 else 2 if count <= 31 else 7
+        labels = [f"{start:%H:%M}" for start in starts]
+        return labels, label_step(labels, width_pt, (1, 2, 4, 6, 8, 12, 24))
+    if len(rows) <= 8:  # a week: "Mon 23", or only the dates where those do not fit
+        labels = [f"{start:%a} {start.day}" for start in starts]
+        if label_step(labels, width_pt, (1, 2)) == 1:
+            return labels, 1
+    labels = [f"{start.day}" for start in starts]
+    return labels, label_step(labels, width_pt, (1, 2, 7))
 
 
 def _draw_legend(plot: _Plot, entries: list[tuple[str, Artist]]) -> None:
     """One row of swatches and labels, centred above the plot (wrapping when long)."""
-    char_w, swatch_w, gap = 0.0106, 0.032, 0.03  # figure fractions at FONT_PT
-    widths = [swatch_w + 0.008 + char_w * len(label) for label, _ in entries]
+    width_pt, height_pt = (size * 72 for size in plot.layout.size_in)
+    char_w, swatch_w, gap, space = (pt / width_pt for pt in (5.5, 16.6, 15.6, 4.15))
+    top, row_h, swatch_h = (pt / height_pt for pt in (11.0, 18.4, 9.8))
+    widths = [swatch_w + space + char_w * len(label) for label, _ in entries]
     rows: list[list[int]] = [[]]
     for index, entry_w in enumerate(widths):
         if rows[-1] and sum(widths[i] + gap for i in rows[-1]) + entry_w > 0.96:
@@ -200,19 +235,19 @@ def _draw_legend(plot: _Plot, entries: list[tuple[str, Artist]]) -> None:
         rows[-1].append(index)
     for line, members in enumerate(rows):
         x = 0.5 - (sum(widths[i] for i in members) + gap * (len(members) - 1)) / 2
-        y = 0.955 - line * 0.075
+        y = 1 - top - line * row_h
         for index in members:
             label, swatch = entries[index]
-            swatch.set_transform(Affine2D().scale(swatch_w, 0.04).translate(x, y - 0.02)
-                                 + plot.figure.transFigure)
+            swatch.set_transform(Affine2D().scale(swatch_w, swatch_h)
+                                 .translate(x, y - swatch_h / 2) + plot.figure.transFigure)
             plot.figure.add_artist(swatch)
-            plot.text(x + swatch_w + 0.008, y, label, va="center")
+            plot.text(x + swatch_w + space, y, label, va="center", kind="legend")
             x += widths[index] + gap
 
 
-def _chart(rows: pd.DataFrame, period: Period, previous_label: str, region_label: str
-           ) -> tuple[Figure, list[Label]]:
-    plot = _new_plot(len(rows), _top(rows))
+def _chart(rows: pd.DataFrame, period: Period, previous_label: str, region_label: str,
+           layout: Layout = WIDE) -> tuple[Figure, list[Label]]:
+    plot = _new_plot(len(rows), _top(rows), layout)
     _draw_grid(plot, rows, period)
     legend = _draw_bars(plot, rows)
     legend += _draw_lines(plot, rows, previous_label, region_label)
@@ -235,18 +270,21 @@ def consumption_figure(rows: pd.DataFrame, period: Period, previous_label: str =
     return figure
 
 
-def figure_to_svg(figure: Figure) -> str:
-    """The figure as an inline ``<svg>`` element that scales to its container (viewBox)."""
+def figure_to_svg(figure: Figure, id_prefix: str = "") -> str:
+    """The figure as an inline ``<svg>`` element that scales to its container (viewBox),
+    its element ids (hatch patterns, clip paths) starting with ``id_prefix``."""
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "metermatrix"}):
         figure.savefig(buffer, format="svg", metadata={"Date": None}, transparent=True)
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
+    if id_prefix:
+        text = _ID_REFERENCE.sub(lambda found: found[1] + id_prefix, text)
     return _SIZE_ATTRIBUTES.sub(
         r'<svg\1 width="100%" preserveAspectRatio="xMidYMid meet"', text, count=1)
 
 
-def svg_labels(labels: list[Label], size_in: tuple[float, float] = SIZE_IN) -> str:
+def svg_labels(labels: list[Label], size_in: tuple[float, float] = WIDE.size_in) -> str:
     """The labels as SVG ``<text>`` elements in the user units of a figure of ``size_in``."""
     width, height = size_in[0] * 72, size_in[1] * 72  # matplotlib's SVG: 72 units per inch
     parts = [f'<g class="labels" fill="{INK}" font-size="{FONT_PT}" '
@@ -254,21 +292,22 @@ def svg_labels(labels: list[Label], size_in: tuple[float, float] = SIZE_IN) -> s
     for label in labels:
         x, y = round(label.x * width, 2), round((1 - label.y) * height, 2)
         turn = f' transform="rotate({-label.rotation:g} {x} {y})"' if label.rotation else ""
-        parts.append(f'<text x="{x}" y="{y}" text-anchor="{_ANCHOR[label.ha]}" '
+        kind = f' class="{label.kind}"' if label.kind else ""
+        parts.append(f'<text{kind} x="{x}" y="{y}" text-anchor="{_ANCHOR[label.ha]}" '
                      f'dominant-baseline="{_BASELINE[label.va]}"{turn}>'
                      f"{html.escape(label.text)}</text>")
     return "\n".join([*parts, "</g>"])
 
 
 def consumption_svg(rows: pd.DataFrame, period: Period, previous_label: str = "",
-                    region_label: str = "") -> str:
-    """The chart as a responsive inline SVG string.
+                    region_label: str = "", layout: Layout = WIDE) -> str:
+    """The chart as a responsive inline SVG string, drawn at ``layout``'s size.
 
     Shapes are rendered by matplotlib; the labels are written as SVG text directly, which
     is what matplotlib writes for them too (``svg.fonttype`` "none") at a fraction of the
     cost of its text layout.
     """
-    figure, labels = _chart(rows, period, previous_label, region_label)
-    svg = figure_to_svg(figure)
+    figure, labels = _chart(rows, period, previous_label, region_label, layout)
+    svg = figure_to_svg(figure, layout.id_prefix)
     end = svg.rindex("</svg>")
-    return svg[:end] + svg_labels(labels) + "\n" + svg[end:]
+    return svg[:end] + svg_labels(labels, layout.size_in) + "\n" + svg[end:]

@@ -23,15 +23,17 @@ from metermatrix.charts import (
     INK,
     MISSING_EDGE,
     MISSING_FACE,
-    PLOT_BOX,
     PREVIOUS,
     REGION,
     STYLES,
+    WIDE,
+    Layout,
     _draw_legend,
     _new_plot,
     _Plot,
     _top,
     figure_to_svg,
+    label_step,
     svg_labels,
 )
 from metermatrix.queries import MeterConsumption
@@ -107,7 +109,7 @@ def _bars(x: np.ndarray, heights: np.ndarray, offset: float) -> list[list[tuple[
 
 
 def _draw_month_grid(plot: _Plot) -> None:
-    left, bottom, width, height = PLOT_BOX
+    left, bottom, width, height = plot.layout.plot_box
     levels = [float(v) for v in MaxNLocator(nbins=6, steps=[1, 2, 5, 10]).tick_values(0, plot.top)
               if 0 <= v <= plot.top]
     x0, x1 = -0.6, 11.6
@@ -117,7 +119,8 @@ def _draw_month_grid(plot: _Plot) -> None:
     for level in levels:
         plot.text(left - 0.008, bottom + height * level / plot.top, f"{level:g}",
                   ha="right", va="center")
-    for month, label in enumerate(MONTH_LABELS):
+    every = label_step(list(MONTH_LABELS), plot.layout.plot_width_pt, (1, 2, 3))
+    for month, label in list(enumerate(MONTH_LABELS))[::every]:
         plot.text(left + width * (month - x0) / (x1 - x0), bottom - 0.03, label,
                   ha="center", va="top")
     plot.text(0.025, bottom + height / 2, "kWh per month", rotation=90, ha="center",
@@ -152,10 +155,11 @@ def _draw_month_bars(plot: _Plot, months: pd.DataFrame, year: int) -> list[tuple
     return legend
 
 
-def year_svg(months: pd.DataFrame, year: int, region_label: str = "") -> str:
+def year_svg(months: pd.DataFrame, year: int, region_label: str = "",
+             layout: Layout = WIDE) -> str:
     """Twelve pairs of monthly bars (the year before, this year) and the region's average
-    meter as a dotted line, as a responsive inline SVG string."""
-    plot = _new_plot(12, _top(months))
+    meter as a dotted line, as a responsive inline SVG string at ``layout``'s size."""
+    plot = _new_plot(12, _top(months), layout)
     _draw_month_grid(plot)
     legend = _draw_month_bars(plot, months, year)
     if region_label:
@@ -165,6 +169,6 @@ def year_svg(months: pd.DataFrame, year: int, region_label: str = "") -> str:
                         markersize=2.5, **style))  # type: ignore[arg-type]
         legend.append((region_label, Line2D([0, 1], [0.5, 0.5], **style)))  # type: ignore[arg-type]
     _draw_legend(plot, legend)
-    svg = figure_to_svg(plot.figure)
+    svg = figure_to_svg(plot.figure, layout.id_prefix)
     end = svg.rindex("</svg>")
-    return svg[:end] + svg_labels(plot.labels) + "\n" + svg[end:]
+    return svg[:end] + svg_labels(plot.labels, layout.size_in) + "\n" + svg[end:]

@@ -16,7 +16,9 @@ from matplotlib.text import Text
 from metermatrix.charts import (
     ACCENT,
     MISSING_FACE,
+    NARROW,
     PARTIAL,
+    WIDE,
     consumption_figure,
     consumption_svg,
     figure_to_svg,
@@ -140,3 +142,33 @@ def test_svg_labels_are_the_figures_labels() -> None:
     in_svg = re.findall(r"<text [^>]*>([^<]*)</text>", svg)
     assert sorted(in_svg) == sorted(t for t in texts(figure) if t)
     assert 'transform="rotate(-90' in svg  # the unit label stands upright
+
+
+def ids_and_references(svg: str) -> tuple[set[str], set[str]]:
+    ids = set(re.findall(r'\bid="([^"]+)"', svg))
+    return ids, set(re.findall(r'url\(#([^)]+)\)', svg)) | set(re.findall(r'href="#([^"]+)"', svg))
+
+
+def test_the_phone_and_desktop_charts_of_a_page_share_no_element_id() -> None:
+    status = ["ok", "missing"] * 4 + ["pending"] * 40  # hatched columns: a pattern id each
+    rows = half_hour_rows(status, [0.5, np.nan] * 4 + [np.nan] * 40)
+    wide = consumption_svg(rows, day_period(), "Yesterday", "West average", WIDE)
+    narrow = consumption_svg(rows, day_period(), "Yesterday", "West average", NARROW)
+    wide_ids, wide_refs = ids_and_references(wide)
+    narrow_ids, narrow_refs = ids_and_references(narrow)
+    assert wide_ids and not wide_ids & narrow_ids
+    assert wide_refs <= wide_ids and narrow_refs <= narrow_ids and narrow_refs
+    ET.fromstring(narrow)
+
+
+def test_the_phone_chart_shows_fewer_time_labels_and_marks_its_legend() -> None:
+    rows = half_hour_rows(["ok"] * 48, [0.5] * 48)
+    narrow = consumption_svg(rows, day_period(), "Yesterday", "West average", NARROW)
+    wide = consumption_svg(rows, day_period(), "Yesterday", "West average", WIDE)
+    times = re.compile(r">(\d\d:\d\d)<")
+    assert times.findall(narrow) == ["00:00", "04:00", "08:00", "12:00", "16:00", "20:00"]
+    assert len(times.findall(wide)) == 12
+    legend = re.findall(r'<text class="legend"[^>]*>([^<]*)<', narrow)
+    assert legend == ["Reading", "Yesterday", "West average"]
+    width = float(re.search(r'viewBox="0 0 ([\d.]+)', narrow)[1])  # type: ignore[index]
+    assert width == NARROW.size_in[0] * 72

@@ -210,3 +210,70 @@ def test_green_button_takes_the_named_periods_too(client: Client) -> None:
     page = client.get(f"{PAGE}?period=day&date=2026-11-10").text
     assert f'href="{PAGE}?period=day&amp;date=2026-11-10&amp;format=greenbutton"' in page
     assert f'href="{API}?period=day&amp;date=2026-11-10"' in page
+
+
+def test_the_csv_has_each_rows_cost_and_co2_adding_up_to_the_pages_figures(
+        client: Client) -> None:
+    query = "period=week&date=2026-11-12"
+    rows = list(csv.DictReader(io.StringIO(client.get(f"{PAGE}?{query}&format=csv").text)))
+    document = client.get(f"{API}?{query}").json()
+    tariff = document["tariff_sgd_per_kwh"]
+    factor = document["emission_factor_kg_co2_per_kwh"]
+    assert len(rows) == 7
+    for row in rows:
+        energy_kwh = float(row["energy_kwh"])
+        assert float(row["estimated_cost_sgd"]) == pytest.approx(energy_kwh * tariff, abs=1e-4)
+        assert float(row["estimated_co2_kg"]) == pytest.approx(energy_kwh * factor, abs=1e-4)
+    assert sum(float(row["estimated_cost_sgd"]) for row in rows) == pytest.approx(
+        document["estimated_cost_sgd"], abs=0.005)
+    assert sum(float(row["estimated_co2_kg"]) for row in rows) == pytest.approx(
+        document["estimated_co2_kg"], abs=0.001)
+    json_rows = document["rows"]
+    assert [r["estimated_cost_sgd"] for r in json_rows] == [  # type: ignore[union-attr]
+        float(row["estimated_cost_sgd"]) for row in rows]
+
+
+def test_a_missing_day_has_no_cost_or_co2_in_the_csv(client: Client) -> None:
+    rows = list(csv.DictReader(io.StringIO(client.get(
+        f"{PAGE}?period=week&date={MISSING_DAY.isoformat()}&format=csv").text)))
+    missing = next(row for row in rows if row["date"] == MISSING_DAY.isoformat())
+    assert missing["estimated_cost_sgd"] == "" and missing["estimated_co2_kg"] == ""
+
+
+def test_the_only_meter_of_its_region_uses_about_the_same_as_the_average(
+        client: Client) -> None:
+    page = client.get(f"{PAGE}?period=week&date=2026-11-12").text
+    assert "about the same as the average household" in page
+    assert "same than" not in page
+
+
+def local_minutes(server: ServerProcess, before: datetime) -> set[str]:
+    """The local times (HH:MM, Singapore) the server's clock read from ``before`` to now."""
+    after = server.now()
+    return {f"{before.astimezone(TZ):%H:%M}", f"{after.astimezone(TZ):%H:%M}"}
+
+
+@pytest.mark.parametrize("query", ["period=current-day", f"period=day&date={NOW.date()}"])
+def test_todays_page_says_when_it_was_updated_and_refreshes(
+        server: ServerProcess, client: Client, query: str) -> None:
+    before = server.now()
+    page = client.get(f"{PAGE}?{query}").text
+    updated = re.search(r'<p class="updated"( data-refresh-s="(\d+)")?>\s*Last updated '
+                        r"(\d\d:\d\d)", page)
+    assert updated is not None
+    assert updated[3] in local_minutes(server, before)  # Singapore time, not UTC
+    assert updated[2] is not None and 60 <= int(updated[2]) <= 600
+    assert f'<a class="refresh" href="{PAGE}?{query.replace("&", "&amp;")}">Refresh</a>' in page
+    assert re.search(r'<script src="/static/refresh\.js\?v=\w+" defer></script>', page)
+
+
+@pytest.mark.parametrize("query", ["period=current-week", "period=week&date=2026-11-12",
+                                   "period=day&date=2026-11-17"])
+def test_other_periods_do_not_reload_themselves(client: Client, query: str) -> None:
+    page = client.get(f"{PAGE}?{query}").text
+    assert "data-refresh-s" not in page and "refresh.js" not in page
+
+
+def test_a_past_period_has_no_last_updated_line(client: Client) -> None:
+    assert "Last updated" not in client.get(f"{PAGE}?period=day&date=2026-11-17").text
+    assert "Last updated" in client.get(f"{PAGE}?period=current-week").text  # still open

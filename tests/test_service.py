@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import orjson
+import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.httpserver import HTTPServer
 
@@ -56,7 +57,9 @@ def cookie_header(jar: dict[str, str]) -> dict[str, str]:
     return {"Cookie": "; ".join(f"{name}={value}" for name, value in jar.items())}
 
 
-def test_meters_are_answered_while_a_residents_page_is_computed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("query", ["period=current-day", "period=current-day&format=greenbutton"])
+def test_meters_are_answered_while_a_residents_page_is_computed(tmp_path: Path,
+                                                                query: str) -> None:
     settings = settings_for(tmp_path / "data")
     storage = open_storage(settings.data_dir)
     with storage.transaction():
@@ -77,7 +80,7 @@ def test_meters_are_answered_while_a_residents_page_is_computed(tmp_path: Path) 
             # The reader is held busy: the page must wait for it, the meters must not.
             held = asyncio.ensure_future(service.readers.run(wait_for_file, release, 60))
             page = asyncio.ensure_future(http.fetch(
-                url + f"/profile/{RESIDENT}/consumption?period=current-day",
+                url + f"/profile/{RESIDENT}/consumption?{query}",
                 headers=cookie_header(jar)))
             sent = interval_start(DAY, 19, settings.tz) + timedelta(minutes=31)
             body = orjson.dumps({"id": OTHER, "timestamp": sent.isoformat(),

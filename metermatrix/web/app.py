@@ -15,6 +15,7 @@ from metermatrix.drift import ClockDrift
 from metermatrix.service import MeterService
 from metermatrix.throttle import LoginThrottle
 from metermatrix.web.base import BaseHandler
+from metermatrix.web.errors import NotFoundHandler, favicon_routes
 from metermatrix.web.meter import BatchHandler, MeterHandler, StatusHandler, TodayHandler
 from metermatrix.web.operations import note_packet, operations_routes
 from metermatrix.web.passwords import password_routes
@@ -71,6 +72,7 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
     routes.extend(resident_routes())
     routes.extend(password_routes())
     routes.extend(operations_routes())
+    routes.extend(favicon_routes(HERE / "static"))
     routes.extend(extra_routes or [])
     return tornado.web.Application(
         routes,
@@ -84,6 +86,7 @@ def make_app(service: MeterService, extra_routes: list[Any] | None = None,
         xsrf_cookies=True,
         xsrf_cookie_kwargs={"httponly": True, "samesite": "Lax"},
         login_url="/profile",
+        default_handler_class=NotFoundHandler,
         log_function=log_request,
         **options,
     )

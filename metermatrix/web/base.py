@@ -24,6 +24,23 @@ PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-
                "img-src 'self' data:; object-src 'none'; base-uri 'self'; "
                "form-action 'self'; frame-ancestors 'self'")
 
+#: What an error page says for each status; any other is our failure.
+PAGE_ERRORS = {
+    400: "That request is not one this page understands.",
+    403: "You are not allowed to see this page.",
+    404: "There is no such page.",
+    405: "That page does not take this kind of request.",
+}
+SERVER_ERROR = "Something went wrong on our side. Please try again in a moment."
+EXPIRED = "Your session expired, please try again."
+
+
+class SessionExpiredError(tornado.web.HTTPError):
+    """A form sent without its XSRF token or with a stale one (cookies cleared): 403."""
+
+    def __init__(self) -> None:
+        super().__init__(403, reason="Session expired")
+
 
 def local_target(target: str, default: str) -> str:
     """``target`` if it is a path on this site, else ``default`` (no open redirects).
@@ -129,6 +146,34 @@ class BaseHandler(tornado.web.RequestHandler):
         address = self.request.remote_ip or ""
         await self.write_job(
             lambda storage: self.throttle.succeeded(storage, account_key, address))
+
+    def check_xsrf_cookie(self) -> None:
+        """Tornado's XSRF check, its refusal said as an expired session."""
+        try:
+            super().check_xsrf_cookie()
+        except tornado.web.HTTPError as error:
+            raise SessionExpiredError() from error
+
+    def error_message(self, status_code: int) -> str:
+        """What the error page of ``status_code`` says."""
+        return PAGE_ERRORS.get(status_code, SERVER_ERROR)
+
+    def login_page(self) -> str:
+        """The login form of this part of the site."""
+        return "/management/login" if self.request.path.startswith("/management") else "/profile"
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """An error page in the site's layout; an expired form links back to its login."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        expired = isinstance(error, SessionExpiredError)
+        try:
+            user_meter = self.resident_meter
+        except Exception:  # the failure may be the database itself
+            user_meter = None
+        phrase = "Session expired" if expired else self._reason
+        self.render("error.html", status=status_code, title=phrase, expired=expired,
+                    message=EXPIRED if expired else self.error_message(status_code),
+                    user_meter=user_meter, login_page=self.login_page())
 
     def content_security_policy(self) -> str:
         """The Content-Security-Policy of this handler's answers."""

@@ -13,7 +13,8 @@ import tornado.web
 
 from metermatrix import readers
 from metermatrix.averages import DEFINITION
-from metermatrix.charts import consumption_svg
+from metermatrix.charts import NARROW, WIDE, consumption_svg
+from metermatrix.emissions import emissions_kg
 from metermatrix.history import (
     HISTORY_KINDS,
     HISTORY_PREVIOUS_NAMES,
@@ -80,8 +81,10 @@ def plain_rows(frame: pd.DataFrame) -> list[Row]:
         column("region_average_kwh", math.nan), strict=True)]
 
 
-def consumption_records(result: MeterConsumption) -> list[dict[str, Any]]:
-    """The period's rows as plain records (CSV and JSON); energy in kWh, None when missing."""
+def consumption_records(result: MeterConsumption, settings: Settings) -> list[dict[str, Any]]:
+    """The period's rows as plain records (CSV and JSON); energy in kWh, each row's cost
+    [S$] at the tariff and CO2 [kg] at the grid emission factor; None when missing."""
+    tariff, factor = settings.tariff_sgd_per_kwh, settings.grid_emission_factor_kg_per_kwh
     half_hourly = result.period.resolution == "half-hour"
     records: list[dict[str, Any]] = []
     for row in plain_rows(result.rows):
@@ -89,6 +92,8 @@ def consumption_records(result: MeterConsumption) -> list[dict[str, Any]]:
         if half_hourly:
             record["slot"] = SLOT_LABELS[row.slot]
         record["energy_kwh"] = _kwh(row.energy_kwh)
+        record["estimated_cost_sgd"] = _kwh(row.energy_kwh * tariff, 4)
+        record["estimated_co2_kg"] = _kwh(emissions_kg(row.energy_kwh, factor), 4)
         if not half_hourly:
             record["readings"] = row.readings
         record["status"] = row.status
@@ -104,9 +109,10 @@ def period_block(period: Period) -> dict[str, str]:
             "start": period.start.isoformat(), "end": period.end.isoformat()}
 
 
-def consumption_document(result: MeterConsumption, tariff_sgd_per_kwh: float) -> dict[str, Any]:
+def consumption_document(result: MeterConsumption, settings: Settings) -> dict[str, Any]:
     """The JSON API's answer for one meter and period."""
     period, previous = result.period, result.previous
+    tariff_sgd_per_kwh = settings.tariff_sgd_per_kwh
     return {
         "meter_id": f"{result.meter_id:09d}",
         "region": result.region,
@@ -121,13 +127,13 @@ def consumption_document(result: MeterConsumption, tariff_sgd_per_kwh: float) ->
                      "total_kwh": _kwh(result.previous_total_kwh)},
         "region_average": {"region": result.region,
                            "total_kwh": _kwh(result.region_total_kwh)},
-        "rows": consumption_records(result),
+        "rows": consumption_records(result, settings),
     }
 
 
-def consumption_csv(result: MeterConsumption) -> str:
+def consumption_csv(result: MeterConsumption, settings: Settings) -> str:
     """The period's rows as CSV with a header; an empty ``energy_kwh`` is a missing reading."""
-    records = consumption_records(result)
+    records = consumption_records(result, settings)
     buffer = io.StringIO()
     fields = ["meter_id", *(records[0] if records else ["date", "energy_kwh", "status"])]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\r\n")
@@ -157,16 +163,18 @@ def table_rows(result: MeterConsumption) -> list[tuple[str, float, str, float, f
 
 def page_parts(storage: Storage, result: MeterConsumption, first_day: date | None,
                now: datetime, settings: Settings, previous_name: str
-               ) -> tuple[str, list[Any], dict[str, Any]]:
-    """The page's chart, table and further figures (a reader job: off the event loop)."""
+               ) -> tuple[tuple[str, ...], list[Any], dict[str, Any]]:
+    """The page's charts (desktop, phone), table and further figures (a reader job: off
+    the event loop)."""
     if result.period.name == "year":
         view = year_view(storage, result, first_day, now)
-        svg, table = view.svg, view.table
+        svgs, table = view.svgs, view.table
     else:
-        svg = consumption_svg(result.rows, result.period, previous_name,
-                              f"{result.region} average")
+        svgs = tuple(consumption_svg(result.rows, result.period, previous_name,
+                                     f"{result.region} average", layout)
+                     for layout in (WIDE, NARROW))
         table = table_rows(result)
-    return svg, table, page_figures(result, now, settings, previous_name, storage)
+    return svgs, table, page_figures(result, now, settings, previous_name, storage)
 
 
 class _ConsumptionSource(BaseHandler):
@@ -227,7 +235,7 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
         if reason is not None:
             return self.send_unavailable(meter_id, period, output, reason, first_day)
         if output == "greenbutton":
-            return self.send_greenbutton(meter_id, period)
+            return await self.send_greenbutton(meter_id, period)
         result = await self.load(meter_id, period)
         if output == "csv":
             return self.send_csv(result)
@@ -237,9 +245,9 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
         """The page: cards, the chart (12 months for a year) and the table."""
         period, now, settings = result.period, self.service.clock(), self.service.settings
         previous_name = PREVIOUS_NAMES[period.name]
-        svg, table, figures = await self.service.readers.run(
+        svgs, table, figures = await self.service.readers.run(
             page_parts, result, first_day, now, settings, previous_name)
-        self.render("consumption.html", result=result, svg=svg, table=table,
+        self.render("consumption.html", result=result, svgs=svgs, table=table,
                     previous_name=previous_name, settings=settings,
                     meter_id=result.meter_id, average_definition=DEFINITION,
                     nav=history_nav(period, now, settings.tz, first_day), **figures)
@@ -253,20 +261,22 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
         self.render("history_empty.html", meter_id=meter_id, period=period, reason=reason,
                     nav=nav)
 
-    def send_greenbutton(self, meter_id: int, period: Period) -> None:
-        """The period's half-hourly readings as a Green Button (ESPI) download."""
+    async def send_greenbutton(self, meter_id: int, period: Period) -> None:
+        """The period's half-hourly readings as a Green Button (ESPI) download (read and
+        written by a reader, off the event loop)."""
+        document = await self.service.readers.run(greenbutton_document, meter_id, period,
+                                                  self.service.clock())
         name = download_name(meter_id, period, "xml")
         self.set_header("Content-Type", "application/atom+xml; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-        self.finish(greenbutton_document(self.service.storage, meter_id, period,
-                                         self.service.clock()))
+        self.finish(document)
 
     def send_csv(self, result: MeterConsumption) -> None:
         """The period's rows as a CSV download."""
         name = download_name(result.meter_id, result.period, "csv")
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-        self.finish(consumption_csv(result))
+        self.finish(consumption_csv(result, self.service.settings))
 
 
 class ConsumptionAPIHandler(_ConsumptionSource, JSONHandler):
@@ -304,9 +314,10 @@ class ConsumptionAPIHandler(_ConsumptionSource, JSONHandler):
                                     "first_reading_date": first_day and first_day.isoformat()},
                                    404)
         result = await self.load(meter_id, period)
-        document = consumption_document(result, self.service.settings.tariff_sgd_per_kwh)
+        document = consumption_document(result, self.service.settings)
         if period.name == "year":
-            document["months"] = year_view(self.service.storage, result, first_day,
-                                           self.service.clock()).months
+            view = await self.service.readers.run(year_view, result, first_day,
+                                                  self.service.clock(), ())
+            document["months"] = view.months
         self.write_json(add_document_figures(document, result, self.service.clock(),
                                              self.service.settings, self.service.storage))

@@ -17,6 +17,21 @@ from metermatrix.queries import MeterConsumption
 from metermatrix.settings import Settings
 from metermatrix.storage import Storage
 
+#: How often today's page reloads itself where JavaScript runs [s].
+REFRESH_S = 300
+
+
+def refresh_figures(result: MeterConsumption, now: datetime, settings: Settings
+                    ) -> dict[str, Any]:
+    """When an open period's page was drawn ("14:32", local time), and how often today's
+    page reloads itself [s] (None for any other period)."""
+    if not result.is_open:
+        return {"updated_at": None, "refresh_s": None}
+    today = now.astimezone(settings.tz).date()
+    is_today = result.period.first_day == result.period.last_day == today
+    return {"updated_at": f"{now.astimezone(settings.tz):%H:%M}",
+            "refresh_s": REFRESH_S if is_today else None}
+
 
 def month_projection(storage: Storage, result: MeterConsumption, now: datetime,
                      settings: Settings) -> Any:
@@ -39,7 +54,7 @@ def page_figures(result: MeterConsumption, now: datetime, settings: Settings,
             "co2_kg": emissions_kg(result.total_kwh, settings.grid_emission_factor_kg_per_kwh),
             "co2_source": factor_source(settings.grid_emission_factor_kg_per_kwh),
             "projection": month_projection(storage, result, now, settings),
-            "projection_method": METHOD}
+            "projection_method": METHOD, **refresh_figures(result, now, settings)}
 
 
 def add_document_figures(document: dict[str, Any], result: MeterConsumption, now: datetime,

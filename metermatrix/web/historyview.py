@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 
+from metermatrix.charts import NARROW, WIDE, Layout
 from metermatrix.greenbutton import IntervalValue, usage_feed
 from metermatrix.history import HISTORY_KINDS, history_period, parse_history_date
 from metermatrix.periods import Period, PeriodError, last_due_boundary
@@ -67,19 +68,22 @@ def download_name(meter_id: int, period: Period, extension: str) -> str:
 
 @dataclass(frozen=True)
 class YearView:
-    """A year's chart and table of 12 months beside the year before."""
+    """A year's charts (one per layout asked for) and table of 12 months beside the year
+    before."""
 
-    svg: str
+    svgs: tuple[str, ...]
     table: list[tuple[str, float, str, float, float]]
     months: list[dict[str, object]]
 
 
 def year_view(storage: Storage, result: MeterConsumption, first_day: date | None,
-              now: datetime) -> YearView:
-    """The year of ``result`` (daily rows) as 12 monthly bars with the year before."""
+              now: datetime, layouts: tuple[Layout, ...] = (WIDE, NARROW)) -> YearView:
+    """The year of ``result`` (daily rows) as 12 monthly bars with the year before, drawn
+    at each of ``layouts``."""
     previous = daily(storage, [result.meter_id], result.previous, now)
     months = month_rows(result, previous, first_day)
-    svg = year_svg(months, result.period.first_day.year, f"{result.region} average")
+    svgs = tuple(year_svg(months, result.period.first_day.year, f"{result.region} average",
+                          layout) for layout in layouts)
     records: list[dict[str, object]] = [
         {"month": f"{start:%Y-%m}", "energy_kwh": _round(energy), "status": status,
          "previous_kwh": _round(before), "region_average_kwh": _round(region)}
@@ -87,7 +91,7 @@ def year_view(storage: Storage, result: MeterConsumption, first_day: date | None
             months["start"].tolist(), months["energy_kwh"].astype(float).tolist(),
             months["status"].tolist(), months["previous_kwh"].astype(float).tolist(),
             months["region_average_kwh"].astype(float).tolist(), strict=True)]
-    return YearView(svg, month_table(months), records)
+    return YearView(svgs, month_table(months), records)
 
 
 def _round(value: float) -> float | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http import HTTPStatus
 from typing import Any
 
 import tornado.web
@@ -17,7 +16,6 @@ from metermatrix.web.base import BaseHandler
 _DAY = timedelta(days=1)
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _ERRORS = {
-    400: "That request is not one this page understands.",
     403: "You can only see the meter of the account you are logged in with.",
     404: "There is no such page. A meter ID has 9 digits, e.g. 999-999-999.",
 }
@@ -78,6 +76,14 @@ def format_change(value: float, base: float) -> str:
     return f"{abs(change)}% {'more' if change > 0 else 'less'}"
 
 
+def format_comparison(value: float, base: float, whom: str) -> str:
+    """``value`` against ``whom``'s ``base``: "12% more than ...", "about the same as ..."."""
+    change = format_change(value, base)
+    if not change:
+        return ""
+    return f"{change} {'as' if change == 'about the same' else 'than'} {whom}"
+
+
 def period_span(period: Period) -> str:
     """The dates and times a period covers, e.g. "Mon 23 Nov - Fri 27 Nov 2026"."""
     last = period.last_day
@@ -130,13 +136,12 @@ class ResidentPage(BaseHandler):
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
         namespace.update(kwh=format_kwh, number=format_number, sgd=format_sgd,
-                         change=format_change, mask_fin=mask_fin, meter_label=format_meter_id,
+                         change=format_change, compared=format_comparison,
+                         mask_fin=mask_fin, meter_label=format_meter_id,
                          span=period_span, title=period_title, user_meter=self.resident_meter,
                          resident_periods=RESIDENT_PERIODS,
                          late_days=self.service.settings.late_days)
         return namespace
 
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        message = _ERRORS.get(status_code, "Something went wrong on our side. Please try again.")
-        self.render("resident_error.html", status=status_code, message=message,
-                    title=HTTPStatus(status_code).phrase)
+    def error_message(self, status_code: int) -> str:
+        return _ERRORS.get(status_code) or super().error_message(status_code)

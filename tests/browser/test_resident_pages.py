@@ -18,6 +18,7 @@ from metermatrix.demo import DEMO_FILE
 from metermatrix.loadshape import day_energy_wh
 from metermatrix.periods import RESIDENT_PERIODS, last_due_boundary
 from tests.browser.conftest import watch_policy_violations
+from tests.browser.layout import MEASURE, VIEWPORTS, check_layout
 from tests.conftest import ServerProcess, fixture_clock
 
 pytestmark = pytest.mark.browser
@@ -111,7 +112,7 @@ def test_register_log_out_log_in_and_read_every_period_without_javascript(
     for name in RESIDENT_PERIODS:
         page.click(f"a[href='/profile/{NEW_METER}/consumption?period={name}']")
         expect(page.locator("h1")).to_contain_text(TITLES[name])
-        expect(page.locator("figure.chart svg")).to_be_visible()
+        expect(page.locator("figure.chart svg:visible")).to_be_visible()
         total = page.locator(".card.total strong")
         expect(total).not_to_have_text("0.00 kWh")  # a period without readings is no zero
         if name == "prev-hr" or (name == "current-day" and sent_today):
@@ -136,7 +137,7 @@ def test_consumption_page_screenshot_for_the_readme(browser: Browser,
     page = browser.new_page(viewport={"width": 1100, "height": 1000})
     log_in(page, demo_server, "999999999", DEMO_PASSWORD)
     page.goto(demo_server.url + "/profile/999999999/consumption?period=current-day")
-    expect(page.locator("figure.chart svg")).to_be_visible()
+    expect(page.locator("figure.chart svg:visible")).to_be_visible()
     tz = ZoneInfo(TIMEZONE)
     midnight = datetime.combine(demo_server.now().astimezone(tz).date(), time(0), tz)
     if last_due_boundary(demo_server.now(), tz) > midnight:
@@ -150,7 +151,7 @@ def test_consumption_page_screenshot_for_the_readme(browser: Browser,
     log_in(phone, demo_server, "999-999-999", DEMO_PASSWORD)
     phone.goto(demo_server.url + "/profile/999999999/consumption?period=current-month")
     width = phone.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390  # the page fits a phone; only the graph scrolls sideways
+    assert width <= 390  # the page fits a phone, its graph included
 
 
 NEXT_TRICKS = ["/%09/127.0.0.1:{port}/x", "/%0a/127.0.0.1:{port}/x", "//127.0.0.1:{port}/x",
@@ -196,3 +197,17 @@ def test_a_page_renders_in_a_frame_of_this_site_but_not_of_another(
     assert not framed(other, "http://attacker.example/", demo_server.url + "/profile")
     page.close()
     other.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+def test_pages_fit_desktop_and_phone_with_the_whole_chart_and_legend(
+        browser: Browser, demo_server: ServerProcess, viewport: str) -> None:
+    page = browser.new_page(viewport=VIEWPORTS[viewport])  # type: ignore[arg-type]
+    log_in(page, demo_server, "999999999", DEMO_PASSWORD)
+    expect(page).to_have_url(demo_server.url + "/profile/999999999")
+    check_layout(page.evaluate(MEASURE), f"{viewport} profile")
+    for name in RESIDENT_PERIODS:
+        page.goto(demo_server.url + f"/profile/999999999/consumption?period={name}")
+        expect(page.locator("figure.chart svg:visible")).to_have_count(1)
+        check_layout(page.evaluate(MEASURE), f"{viewport} {name}")
+    page.close()
