@@ -42,13 +42,24 @@ def storage(tmp_path: Path):
 def test_heatmap_has_a_row_per_day_and_a_column_per_half_hour(storage):
     period = custom_period(YESTERDAY, TODAY, TZ)
     frames = analysis.load_meter_frames(storage, [A, B], period, NOW)
-    table = analysis.heatmap_frame(frames.readings)
+    table = analysis.heatmap_frame(frames.readings, [A, B])
     assert list(table.index) == [YESTERDAY, TODAY]
     assert table.shape == (2, 48)
     assert table.columns[0] == "00:00" and table.columns[47] == "23:30"
     assert table.loc[YESTERDAY, "00:30"] == pytest.approx((101 + 200) / 1000)
-    assert table.loc[TODAY, "01:30"] == pytest.approx(0.5)
-    assert math.isnan(table.loc[TODAY, "02:00"])
+    alone = analysis.heatmap_frame(frames.readings, [A])
+    assert alone.loc[TODAY, "01:30"] == pytest.approx(0.5)
+    assert math.isnan(alone.loc[TODAY, "02:00"])
+
+
+def test_a_half_hour_one_chosen_meter_missed_is_incomplete_in_the_heat_map(storage):
+    """Today A sent slots 0..3 and B nothing: the sum of A alone is not a complete cell."""
+    period = custom_period(YESTERDAY, TODAY, TZ)
+    frames = analysis.load_meter_frames(storage, [A, B], period, NOW)
+    table = analysis.heatmap_frame(frames.readings, frames.meter_ids)
+    assert table.loc[TODAY, ["00:00", "00:30", "01:00", "01:30"]].isna().all()
+    assert table.loc[YESTERDAY].notna().all()
+    assert figure_png(analysis.heatmap_figure(frames)).startswith(b"\x89PNG")
 
 
 def test_load_profile_averages_each_half_hour_over_the_days(storage):
