@@ -2,7 +2,7 @@
 
 Every frame is in kilowatt-hours [kWh]. Half-hourly data comes from the ``readings`` table;
 daily totals from ``daily_totals`` for closed days and from the readings for days not yet
-closed (today). Region averages are per meter: a region's energy over its reporting meters.
+closed (today). Region averages per meter are the residents' pages' (``averages.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from metermatrix.averages import region_day_averages_kwh
 from metermatrix.periods import Period
 from metermatrix.slots import SLOTS_PER_DAY, local_day
 from metermatrix.storage import UNASSIGNED, Storage
@@ -82,15 +83,16 @@ def daily_totals(storage: Storage, meter_ids: Sequence[int], days: Sequence[date
 
 def region_daily_average(storage: Storage, regions: dict[int, str],
                          days: Sequence[date]) -> pd.DataFrame:
-    """Index ``day``, one column per meter: its region's energy per reporting meter [kWh]
-    (closed days only; NaN otherwise)."""
-    per_region: dict[tuple[date, str], float] = {}
+    """Index ``day``, one column per meter: its region's average per meter [kWh], as the
+    residents' pages define it (``averages.region_day_averages_kwh``; closed days only,
+    NaN otherwise)."""
+    per_region: dict[str, dict[date, float]] = {}
     if days:
-        for entry in storage.region_days_between(days[0], days[-1]):
-            if entry.meters:
-                per_region[(entry.day, entry.region)] = entry.energy_wh / 1000 / entry.meters
+        rows = storage.region_days_between(days[0], days[-1])
+        per_region = {region: region_day_averages_kwh(rows, region)
+                      for region in set(regions.values())}
     return pd.DataFrame(
-        {meter_id: [per_region.get((day, region), np.nan) for day in days]
+        {meter_id: [per_region.get(region, {}).get(day, np.nan) for day in days]
          for meter_id, region in regions.items()},
         index=pd.Index(list(days), name="day"),
     )

@@ -2,9 +2,11 @@
 
 Closed days come from ``region_daily`` and ``daily_totals``; today (and any day not yet
 closed) is summed from the half-hourly ``readings``, so today's figures are always current.
-Energy is in kilowatt-hours [kWh]. A region's average is its energy divided by the meters
-registered in it; completeness is readings received over half hours expected, where each
-meter of the region owes 48 readings a closed day and, today, one per half hour already due.
+Energy is in kilowatt-hours [kWh]. A region's average per meter is the residents' pages'
+own figure (``queries.region_total_kwh``, defined in ``averages.py``): missing readings
+count neither as zero nor as a whole meter. Completeness is readings received over half
+hours expected, where each meter of the region owes 48 readings a closed day and, today,
+one per half hour already due.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pandas as pd
 
 from metermatrix.fleet import REGIONS
 from metermatrix.periods import Period
+from metermatrix.queries import region_total_kwh
 from metermatrix.slots import SLOTS_PER_DAY, local_day, slots_elapsed
 from metermatrix.storage import UNASSIGNED, Storage
 
@@ -168,8 +171,9 @@ def region_daily_totals(storage: Storage, period: Period, snapshot: Snapshot) ->
 def region_summary(storage: Storage, period: Period, snapshot: Snapshot,
                    frames: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per region for ``period``: index ``region``; columns ``energy_kwh`` [kWh], ``meters``,
-    ``average_kwh`` (per meter) [kWh], ``readings``, ``expected`` (half hours due) and
-    ``completeness`` (readings / expected, 0..1; NaN when nothing was due).
+    ``average_kwh`` [kWh] (``queries.region_total_kwh``: the residents' pages' average
+    meter, NaN when no meter of the region reported), ``readings``, ``expected`` (half
+    hours due) and ``completeness`` (readings / expected, 0..1; NaN when nothing was due).
 
     ``frames`` are the period's ``daily_frames`` when the caller has them already.
     """
@@ -177,8 +181,8 @@ def region_summary(storage: Storage, period: Period, snapshot: Snapshot,
     due = sum(snapshot.due_slots(day) for day in energy.index)
     summary = pd.DataFrame({"energy_kwh": energy.sum(axis=0), "meters": snapshot.meter_counts(),
                             "readings": readings.sum(axis=0)})
-    summary["average_kwh"] = summary["energy_kwh"] / summary["meters"].where(
-        summary["meters"] > 0)
+    summary["average_kwh"] = [region_total_kwh(storage, str(region), period, snapshot.now)
+                              for region in summary.index]
     summary["expected"] = summary["meters"] * due
     summary["completeness"] = summary["readings"] / summary["expected"].where(
         summary["expected"] > 0)

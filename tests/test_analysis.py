@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from metermatrix import analysis
+from metermatrix import analysis, queries
 from metermatrix.periods import custom_period, resolve_period
 from metermatrix.regioncharts import figure_png
 from metermatrix.storage import DailyTotal, MeterRecord, Reading, open_storage
@@ -106,3 +106,21 @@ def test_a_meter_asked_for_twice_is_shown_once(storage):
                                         resolve_period("yesterday", NOW, TZ), NOW)
     assert frames.meter_ids == (A, B)
     assert list(frames.daily.columns) == [A, B]
+
+
+def test_the_region_average_is_the_residents_pages_for_a_gappy_meter(tmp_path):
+    """G sent half of yesterday's half hours: it counts neither as zero nor as a meter."""
+    store = open_storage(tmp_path / "data")
+    gappy = 200000009
+    with store.transaction():
+        store.save_meter(MeterRecord(A, "A", "F1234567K", "East"))
+        store.save_meter(MeterRecord(gappy, "G", "F1234560K", "East"))
+        store.add_readings([Reading(A, YESTERDAY, slot, 100) for slot in range(48)])
+        store.add_readings([Reading(gappy, YESTERDAY, slot, 200) for slot in range(24)])
+    store.close_day_from_readings(YESTERDAY)
+    period = custom_period(YESTERDAY, YESTERDAY, TZ)
+    frames = analysis.load_meter_frames(store, [A], period, NOW)
+    resident = queries.region_total_kwh(store, "East", period, NOW)
+    assert frames.region_daily.loc[YESTERDAY, A] == pytest.approx(resident)
+    assert resident == pytest.approx(9.6 / 72 * 48)
+    store.close()

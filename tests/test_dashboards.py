@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from metermatrix import dashboards
+from metermatrix import dashboards, queries
 from metermatrix.demo import load_demo
+from metermatrix.fleet import REGIONS
 from metermatrix.storage import Reading, open_storage
 
 TIMEZONE = "Asia/Singapore"
@@ -133,3 +134,17 @@ def test_a_folder_without_a_database_is_named_in_the_error(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="METERMATRIX_DATA_DIR"):
         dashboards.DataSource.from_environment({"METERMATRIX_DATA_DIR": str(tmp_path)})
     assert not (tmp_path / "metermatrix.sqlite3").exists()
+
+
+def test_the_average_per_meter_is_the_one_on_the_residents_pages(source):
+    """Last month in the demo: some meters miss days, which count neither as zero nor as
+    a whole meter, on the dashboard as on a resident's page."""
+    board = dashboards.ManagementDashboard(source, {"period": "prev-month"}, clock)
+    period = board.picker.period(NOW)
+    rows = board.tables["consumption"].value.split("<tbody>")[1].split("</tr>")
+    shown = {row.split("<th>")[1].split("</th>")[0]: row.split("<td>")[3].split("</td>")[0]
+             for row in rows if "<th>" in row}
+    for region in REGIONS:
+        meter_id = next(m.meter_id for m in source.storage.list_meters(region))
+        resident = queries.meter_consumption(source.storage, meter_id, region, period, NOW)
+        assert shown[region] == f"{resident.region_total_kwh:,.1f}"
