@@ -118,17 +118,15 @@ def heatmap_frame(readings: pd.DataFrame, meter_ids: Sequence[int]) -> pd.DataFr
     ``meter_ids`` [kWh]; NaN (incomplete) where any of them sent no reading, so a half hour
     with a silent meter never passes for a complete one."""
     chosen = readings[readings["meter_id"].isin(list(meter_ids))]
-    table = chosen.pivot_table(index="day", columns="slot", values="energy_kwh",
-                               aggfunc=["sum", "count"])
-    if table.empty:
-        return pd.DataFrame(index=pd.Index([], name="day"),
-                            columns=pd.Index(SLOT_STARTS, name="slot"), dtype=float)
-    reported = table["count"].reindex(columns=range(SLOTS_PER_DAY))
-    energy = table["sum"].reindex(columns=range(SLOTS_PER_DAY))
-    energy = energy.where(reported >= len(set(meter_ids)))
-    energy.columns = pd.Index(SLOT_STARTS, name="slot")
-    energy.index.name = "day"
-    return energy.astype(float)
+    slots = range(SLOTS_PER_DAY)
+    energy = chosen.pivot_table(index="day", columns="slot", values="energy_kwh",
+                                aggfunc="sum").reindex(columns=slots)
+    reported = chosen.pivot_table(index="day", columns="slot", values="energy_kwh",
+                                  aggfunc="count").reindex(index=energy.index, columns=slots)
+    table = energy.where(reported >= len(set(meter_ids))).astype(float)
+    table.columns = pd.Index(SLOT_STARTS, name="slot")
+    table.index.name = "day"
+    return table
 
 
 def load_profile(readings: pd.DataFrame) -> pd.DataFrame:
