@@ -201,3 +201,33 @@ def test_the_average_per_meter_is_the_residents_pages_figure(gappy, name):
     assert summary.loc["East", "meters"] == 3
     if name == "custom":  # per day: 9.6 kWh over 72 readings, times 48 half hours
         assert summary.loc["East", "average_kwh"] == pytest.approx(3 * 9.6 / 72 * 48)
+
+
+def test_a_meter_added_today_is_due_only_from_today(storage):
+    """Meter 8 (East) was created today and sent 10 readings; meter 9 (East) never sent
+    anything: neither owes readings for the days before, nor 9 for today."""
+    with storage.transaction():
+        storage.save_meter(MeterRecord(100000008, "New", "F7654321K", "East"))
+        storage.save_meter(MeterRecord(100000009, "Unused", "F7654322K", "East"))
+        storage.add_readings([Reading(100000008, TODAY, slot, 100) for slot in range(10)])
+    period = resolve_period("current-month", NOW, TZ)
+    summary = regions.region_summary(storage, period, snapshot(storage))
+    due_today = slots_elapsed(TODAY, NOW, TZ)
+    assert summary.loc["East", "meters"] == 3
+    assert summary.loc["East", "expected"] == 8 * 48 + 2 * due_today  # meters 3 and 8
+    assert summary.loc["East", "readings"] == 7 * 48 + 2 * 10
+    today = regions.today_completeness(snapshot(storage))
+    assert today.loc["East", "expected"] == 2 * due_today
+    assert today.loc["East", "completeness"] == pytest.approx(20 / (2 * due_today))
+
+
+def test_first_days_are_read_again_only_for_the_days_since(storage):
+    first_days = regions.FirstDays()
+    known = first_days.through(storage, TODAY - timedelta(days=1))
+    assert known[100000001] == TODAY - timedelta(days=8)
+    assert 100000003 in known and len(known) == len(METERS)
+    with storage.transaction():
+        storage.save_meter(MeterRecord(100000008, "New", "F7654321K", "East"))
+        storage.add_readings([Reading(100000008, TODAY, 0, 100)])
+    assert first_days.through(storage, TODAY)[100000008] == TODAY
+    assert known[100000001] == TODAY - timedelta(days=8)
