@@ -52,8 +52,7 @@ def import_master(storage: Storage, path: Path, shift_days: int = 0,
 
     ``shift_days`` moves every date (the demo data is shifted to end yesterday).
     ``readings``, a ``readingsfile`` of whole days, adds their half-hourly readings: each
-    such day's totals must be their sums, and every such day before the file's last day is
-    closed from them (the last day stays open, as ``previous_day`` leaves it).
+    such day's totals must be their sums, and each such day is closed from them.
     """
     data = read_master(path)
     shift = timedelta(days=shift_days)
@@ -70,10 +69,8 @@ def import_master(storage: Storage, path: Path, shift_days: int = 0,
         totals = _without_stored_readings(storage, totals)
         storage.add_readings(previous)
         storage.import_daily_totals(totals)
-        last = max((reading.day for reading in previous), default=None)
         for day in history:
-            if last is None or day < last:
-                storage.close_day_from_readings(day)
+            storage.close_day_from_readings(day)
     return len(data)
 
 
