@@ -27,6 +27,8 @@ from metermatrix.periods import Period
 from metermatrix.queries import region_total_kwh
 from metermatrix.slots import SLOTS_PER_DAY, local_day, slots_elapsed
 from metermatrix.storage import UNASSIGNED, Storage
+from metermatrix.storage.packing import MISSING
+from metermatrix.today import OpenDaySums
 
 #: Column order of every per-region frame.
 SUMMARY_COLUMNS = ("energy_kwh", "meters", "average_kwh", "readings", "expected",
@@ -50,6 +52,8 @@ class Snapshot:
     today_totals: pd.DataFrame
     closed: frozenset[date]
     first_days: pd.Series
+    #: Today's energy and readings per region and slot (``queries.region_average``'s input).
+    today_sums: OpenDaySums
 
     @property
     def today(self) -> date:
@@ -111,7 +115,8 @@ def day_meter_totals(storage: Storage, day: date) -> pd.DataFrame:
     return _meter_frame(storage.meter_day_readings(day))
 
 
-def _meter_frame(rows: Sequence[tuple[int, int, int]]) -> pd.DataFrame:
+def _meter_frame(rows: Sequence[tuple[int, int, int]] | npt.NDArray[np.int64]
+                 ) -> pd.DataFrame:
     array = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
     return pd.DataFrame({"energy_kwh": array[:, 1] / 1000, "readings": array[:, 2]},
                         index=pd.Index(array[:, 0], name="meter_id"))
@@ -161,13 +166,30 @@ def take_snapshot(storage: Storage, now: datetime, tz: tzinfo,
     """Read the meters, today's per-meter totals and the meters' first days once."""
     meters = directory.frame(storage) if directory is not None else meters_frame(storage)
     today = local_day(now, tz)
-    today_totals = day_meter_totals(storage, today)
+    today_totals, today_sums = _today_from_matrix(meters, today, *storage.day_matrix(today))
     known = (first_days or FirstDays()).through(storage, today - timedelta(days=1))
     first = pd.Series({meter_id: day.toordinal() for meter_id, day in known.items()},
                       dtype="int64")
     new = today_totals.index.difference(first.index)
     first = pd.concat([first, pd.Series(today.toordinal(), index=new, dtype="int64")])
-    return Snapshot(now, tz, meters, today_totals, frozenset(storage.closed_days()), first)
+    return Snapshot(now, tz, meters, today_totals, frozenset(storage.closed_days()), first,
+                    today_sums)
+
+
+def _today_from_matrix(meters: pd.DataFrame, today: date, ids: npt.NDArray[np.int64],
+                       values: npt.NDArray[np.uint16]) -> tuple[pd.DataFrame, OpenDaySums]:
+    """Today's per-meter totals (as ``day_meter_totals``) and per-region slot sums, from
+    one read of the day's readings."""
+    present = values != MISSING
+    energy_wh = np.where(present, values, 0).astype(np.int64)
+    counts = present.sum(axis=1)
+    keep = counts > 0
+    totals = _meter_frame(np.column_stack([ids, energy_wh.sum(axis=1), counts])[keep])
+    region = meters["region"].reindex(ids).fillna(UNASSIGNED).to_numpy()
+    sums = {str(name): (energy_wh[region == name].sum(axis=0),
+                        present[region == name].sum(axis=0).astype(np.int64))
+            for name in np.unique(region)}
+    return totals, OpenDaySums(today, sums)
 
 
 def _span(period: Period, snapshot: Snapshot) -> tuple[list[date], list[date]]:
@@ -232,7 +254,8 @@ def region_summary(storage: Storage, period: Period, snapshot: Snapshot,
     energy, readings = frames or daily_frames(storage, period, snapshot)
     summary = pd.DataFrame({"energy_kwh": energy.sum(axis=0), "meters": snapshot.meter_counts(),
                             "readings": readings.sum(axis=0)})
-    summary["average_kwh"] = [region_total_kwh(storage, str(region), period, snapshot.now)
+    summary["average_kwh"] = [region_total_kwh(storage, str(region), period, snapshot.now,
+                                               snapshot.today_sums)
                               for region in summary.index]
     summary["expected"] = snapshot.expected_readings(list(energy.index))
     summary["completeness"] = summary["readings"] / summary["expected"].where(
