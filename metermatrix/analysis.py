@@ -2,7 +2,7 @@
 
 Every frame is in kilowatt-hours [kWh]. Half-hourly data comes from the ``readings`` table;
 daily totals from ``daily_totals`` for closed days and from the readings for days not yet
-closed (today). Region averages are per meter: a region's energy over its reporting meters.
+closed (today). Region averages per meter are the residents' pages' (``averages.py``).
 """
 
 from __future__ import annotations
@@ -13,12 +13,16 @@ from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from metermatrix.averages import region_day_averages_kwh
 from metermatrix.periods import Period
 from metermatrix.slots import SLOTS_PER_DAY, local_day
 from metermatrix.storage import UNASSIGNED, Storage
 
+#: Heat-map cells where some chosen meter sent no reading.
+INCOMPLETE_COLOUR = "#d9dee2"
 #: Time of day each slot starts, "00:00" .. "23:30" (the chart axis of a day).
 SLOT_STARTS = tuple(f"{slot // 2:02d}:{30 * (slot % 2):02d}" for slot in range(SLOTS_PER_DAY))
 
@@ -79,15 +83,16 @@ def daily_totals(storage: Storage, meter_ids: Sequence[int], days: Sequence[date
 
 def region_daily_average(storage: Storage, regions: dict[int, str],
                          days: Sequence[date]) -> pd.DataFrame:
-    """Index ``day``, one column per meter: its region's energy per reporting meter [kWh]
-    (closed days only; NaN otherwise)."""
-    per_region: dict[tuple[date, str], float] = {}
+    """Index ``day``, one column per meter: its region's average per meter [kWh], as the
+    residents' pages define it (``averages.region_day_averages_kwh``; closed days only,
+    NaN otherwise)."""
+    per_region: dict[str, dict[date, float]] = {}
     if days:
-        for entry in storage.region_days_between(days[0], days[-1]):
-            if entry.meters:
-                per_region[(entry.day, entry.region)] = entry.energy_wh / 1000 / entry.meters
+        rows = storage.region_days_between(days[0], days[-1])
+        per_region = {region: region_day_averages_kwh(rows, region)
+                      for region in set(regions.values())}
     return pd.DataFrame(
-        {meter_id: [per_region.get((day, region), np.nan) for day in days]
+        {meter_id: [per_region.get(region, {}).get(day, np.nan) for day in days]
          for meter_id, region in regions.items()},
         index=pd.Index(list(days), name="day"),
     )
@@ -108,13 +113,19 @@ def load_meter_frames(storage: Storage, meter_ids: Sequence[int], period: Period
                        region_daily_average(storage, regions, days), regions)
 
 
-def heatmap_frame(readings: pd.DataFrame) -> pd.DataFrame:
-    """Index ``day``, 48 columns (slot start "00:00".."23:30"): energy summed over the meters
-    [kWh]; NaN where no reading arrived."""
-    table = readings.pivot_table(index="day", columns="slot", values="energy_kwh",
-                                 aggfunc="sum")
-    table = table.reindex(columns=range(SLOTS_PER_DAY))
+def heatmap_frame(readings: pd.DataFrame, meter_ids: Sequence[int]) -> pd.DataFrame:
+    """Index ``day``, 48 columns (slot start "00:00".."23:30"): energy summed over
+    ``meter_ids`` [kWh]; NaN (incomplete) where any of them sent no reading, so a half hour
+    with a silent meter never passes for a complete one."""
+    chosen = readings[readings["meter_id"].isin(list(meter_ids))]
+    slots = range(SLOTS_PER_DAY)
+    energy = chosen.pivot_table(index="day", columns="slot", values="energy_kwh",
+                                aggfunc="sum").reindex(columns=slots)
+    reported = chosen.pivot_table(index="day", columns="slot", values="energy_kwh",
+                                  aggfunc="count").reindex(index=energy.index, columns=slots)
+    table = energy.where(reported >= len(set(meter_ids))).astype(float)
     table.columns = pd.Index(SLOT_STARTS, name="slot")
+    table.index.name = "day"
     return table
 
 
@@ -143,7 +154,7 @@ def region_comparison(frames: MeterFrames) -> pd.DataFrame:
 
 def heatmap_figure(frames: MeterFrames) -> Figure:
     """Day x half-hour heat map of the chosen meters' energy [kWh]."""
-    table = heatmap_frame(frames.readings)
+    table = heatmap_frame(frames.readings, frames.meter_ids)
     height_in = max(2.4, 0.9 + 0.22 * len(table.index))
     figure = Figure(figsize=(9.0, height_in))
     figure.subplots_adjust(left=0.12, right=0.98, bottom=0.75 / height_in,
@@ -154,13 +165,14 @@ def heatmap_figure(frames: MeterFrames) -> Figure:
                   va="center", transform=axes.transAxes)
         axes.set_axis_off()
         return figure
-    image = axes.imshow(table.to_numpy(dtype=float), aspect="auto", cmap="viridis",
+    colours = colormaps["viridis"].with_extremes(bad=INCOMPLETE_COLOUR)
+    image = axes.imshow(table.to_numpy(dtype=float), aspect="auto", cmap=colours,
                         interpolation="nearest")
     axes.set_xticks(range(0, SLOTS_PER_DAY, 4), SLOT_STARTS[::4], fontsize=8)
     step = max(1, len(table.index) // 12)
     axes.set_yticks(range(0, len(table.index), step),
                     [day.isoformat() for day in table.index[::step]], fontsize=8)
-    axes.set_xlabel("Half hour starting")
+    axes.set_xlabel("Half hour starting (grey: a chosen meter sent no reading)")
     figure.colorbar(image, ax=axes, label="kWh per half hour")
     axes.set_title(f"Half-hourly energy, {_meters_label(frames.meter_ids)}")
     return figure

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from metermatrix.readingsfile import read_readings
 from metermatrix.slots import SLOT_LABELS, slot_of_label
 from metermatrix.storage import DailyTotal, MeterRecord, Reading, Storage
 
@@ -45,35 +46,64 @@ def latest_day(entry: dict[str, Any]) -> date | None:
     return max(days) if days else None
 
 
-def import_master(storage: Storage, path: Path, shift_days: int = 0) -> int:
+def import_master(storage: Storage, path: Path, shift_days: int = 0,
+                  readings: Path | None = None) -> int:
     """Load meters, daily totals and previous-day readings; returns meters imported.
 
     ``shift_days`` moves every date (the demo data is shifted to end yesterday).
+    ``readings``, a ``readingsfile`` of whole days, adds their half-hourly readings: each
+    such day's totals must be their sums, and each such day is closed from them.
     """
     data = read_master(path)
     shift = timedelta(days=shift_days)
     totals: list[DailyTotal] = []
-    readings: list[Reading] = []
+    previous: list[Reading] = []
     with storage.transaction():
         for key, entry in data.items():
             meter_id = int(key)
             storage.save_meter(MeterRecord(meter_id, entry.get("name"), entry.get("fin_no"),
                                            entry.get("region")))
-            for field, value in entry.items():
-                if field in _OWNER_FIELDS:
-                    continue
-                day = date.fromisoformat(field) + shift
-                totals.append(DailyTotal(meter_id, day, _kwh_to_wh(value, f"{key}/{field}"), 48))
-            last = latest_day(entry)
-            for label, value in (entry.get("previous_day") or {}).items():
-                if last is None:
-                    raise MasterFileError(f"{key}: previous_day without any daily total")
-                readings.append(Reading(meter_id, last + shift, slot_of_label(label),
-                                        _kwh_to_wh(value, f"{key}/previous_day/{label}")))
+            totals.extend(_entry_totals(key, entry, shift))
+            previous.extend(_previous_day(key, entry, shift))
+        history = _put_history(storage, data, readings, shift) if readings else []
         totals = _without_stored_readings(storage, totals)
-        storage.add_readings(readings)
+        storage.add_readings(previous)
         storage.import_daily_totals(totals)
+        for day in history:
+            storage.close_day_from_readings(day)
     return len(data)
+
+
+def _entry_totals(key: str, entry: dict[str, Any], shift: timedelta) -> list[DailyTotal]:
+    return [DailyTotal(int(key), date.fromisoformat(field) + shift,
+                       _kwh_to_wh(value, f"{key}/{field}"), 48)
+            for field, value in entry.items() if field not in _OWNER_FIELDS]
+
+
+def _previous_day(key: str, entry: dict[str, Any], shift: timedelta) -> list[Reading]:
+    last = latest_day(entry)
+    found = []
+    for label, value in (entry.get("previous_day") or {}).items():
+        if last is None:
+            raise MasterFileError(f"{key}: previous_day without any daily total")
+        found.append(Reading(int(key), last + shift, slot_of_label(label),
+                             _kwh_to_wh(value, f"{key}/previous_day/{label}")))
+    return found
+
+
+def _put_history(storage: Storage, data: dict[str, dict[str, Any]], readings: Path,
+                 shift: timedelta) -> list[date]:
+    """Store the readings file's days (shifted); returns them, oldest first."""
+    known = {int(key) for key in data}
+    days = []
+    for day, (meter_ids, values) in read_readings(readings).items():
+        unknown = sorted(set(meter_ids.tolist()) - known)
+        if unknown:
+            raise MasterFileError(f"{readings}: {day} has meters the master file lacks:"
+                                  f" {unknown[:5]}")
+        storage.put_day_rows(day + shift, meter_ids.tolist(), values)
+        days.append(day + shift)
+    return days
 
 
 def _without_stored_readings(storage: Storage, totals: list[DailyTotal]) -> list[DailyTotal]:

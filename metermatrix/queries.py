@@ -168,6 +168,15 @@ def region_average(storage: Storage, region: str | None, period: Period,
     return _region_daily(storage, name, period, now, today)
 
 
+def region_total_kwh(storage: Storage, region: str | None, period: Period, now: datetime,
+                     today: OpenDaySums | None = None) -> float:
+    """The region's average meter over ``period`` [kWh]: ``region_average`` summed over its
+    intervals (NaN when no meter of the region reported), the figure the residents' pages
+    show beside a meter's total and the dashboards show as the average per meter."""
+    return _total(region_average(storage, region, period, now, today)["average_kwh"]
+                  .to_numpy(dtype=np.float64))
+
+
 def region_slot_energy(storage: Storage, region: str, first: date, last: date,
                        today: OpenDaySums | None = None) -> list[tuple[date, int, int, int]]:
     """``Storage.region_slot_energy``, with the open day taken from ``today`` when given."""

@@ -2,25 +2,33 @@
 
 Closed days come from ``region_daily`` and ``daily_totals``; today (and any day not yet
 closed) is summed from the half-hourly ``readings``, so today's figures are always current.
-Energy is in kilowatt-hours [kWh]. A region's average is its energy divided by the meters
-registered in it; completeness is readings received over half hours expected, where each
-meter of the region owes 48 readings a closed day and, today, one per half hour already due.
+Energy is in kilowatt-hours [kWh]. A region's average per meter is the residents' pages'
+own figure (``queries.region_total_kwh``, defined in ``averages.py``): missing readings
+count neither as zero nor as a whole meter. Completeness is readings received over half
+hours expected, where each meter of the region owes 48 readings a closed day and, today,
+one per half hour already due. A meter owes readings only from its first day with a reading
+or an imported total (the master data has no installation date): a meter added today owes
+nothing for the days before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from metermatrix.fleet import REGIONS
 from metermatrix.periods import Period
+from metermatrix.queries import region_total_kwh
 from metermatrix.slots import SLOTS_PER_DAY, local_day, slots_elapsed
 from metermatrix.storage import UNASSIGNED, Storage
+from metermatrix.storage.packing import MISSING
+from metermatrix.today import OpenDaySums
 
 #: Column order of every per-region frame.
 SUMMARY_COLUMNS = ("energy_kwh", "meters", "average_kwh", "readings", "expected",
@@ -33,7 +41,9 @@ class Snapshot:
 
     ``meters``: index ``meter_id``; columns ``name``, ``region`` (UNASSIGNED if unknown).
     ``today_totals``: index ``meter_id``; columns ``energy_kwh`` [kWh], ``readings``, for
-    the meters that sent anything today.
+    the meters that sent anything today. ``first_days``: index ``meter_id``, the proleptic
+    ordinal (``date.toordinal``) of each meter's first day with data; meters without any
+    are left out.
     """
 
     now: datetime
@@ -41,6 +51,9 @@ class Snapshot:
     meters: pd.DataFrame
     today_totals: pd.DataFrame
     closed: frozenset[date]
+    first_days: pd.Series
+    #: Today's energy and readings per region and slot (``queries.region_average``'s input).
+    today_sums: OpenDaySums
 
     @property
     def today(self) -> date:
@@ -60,6 +73,22 @@ class Snapshot:
     def meter_counts(self) -> pd.Series:
         """Meters per region, every region listed (0 if none)."""
         return self._meter_counts.copy()
+
+    @cached_property
+    def _first_days_by_region(self) -> dict[str, npt.NDArray[np.int64]]:
+        frame = pd.DataFrame({"region": self.meters["region"],
+                              "first": self.first_days.reindex(self.meters.index)}).dropna()
+        return {str(region): np.sort(group["first"].to_numpy(dtype=np.int64))
+                for region, group in frame.groupby("region")}
+
+    def expected_readings(self, days: Sequence[date]) -> pd.Series:
+        """Per region (every region listed): the half-hour readings its meters owe over
+        ``days`` by ``now``, each meter from its first day with data on."""
+        ordinals = np.array([day.toordinal() for day in days], dtype=np.int64)
+        due = np.array([self.due_slots(day) for day in days], dtype=np.int64)
+        owed = {region: int((np.searchsorted(first, ordinals, side="right") * due).sum())
+                for region, first in self._first_days_by_region.items()}
+        return pd.Series(owed, dtype="int64").reindex(self.regions(), fill_value=0)
 
     def due_slots(self, day: date) -> int:
         """Readings each meter owes for ``day`` by ``now`` (48 for a past day)."""
@@ -86,7 +115,8 @@ def day_meter_totals(storage: Storage, day: date) -> pd.DataFrame:
     return _meter_frame(storage.meter_day_readings(day))
 
 
-def _meter_frame(rows: Sequence[tuple[int, int, int]]) -> pd.DataFrame:
+def _meter_frame(rows: Sequence[tuple[int, int, int]] | npt.NDArray[np.int64]
+                 ) -> pd.DataFrame:
     array = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
     return pd.DataFrame({"energy_kwh": array[:, 1] / 1000, "readings": array[:, 2]},
                         index=pd.Index(array[:, 0], name="meter_id"))
@@ -108,12 +138,58 @@ class MeterDirectory:
         return self._frame
 
 
+class FirstDays:
+    """Each meter's first day with a reading or an imported total, kept between refreshes:
+    only the days after the last scan are read again (``Storage.first_days_between``).
+
+    A meter with no data at all whose first readings arrive late, for a day already
+    scanned, is given the day it was first seen on instead.
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[int, date] = {}
+        self._scanned: date | None = None
+
+    def through(self, storage: Storage, last: date) -> dict[int, date]:
+        """First days of the meters with data on or before ``last``."""
+        start = date.min if self._scanned is None else self._scanned + timedelta(days=1)
+        if start <= last:
+            for meter_id, day in storage.first_days_between(start, last):
+                self._first.setdefault(meter_id, day)
+            self._scanned = last
+        return self._first
+
+
 def take_snapshot(storage: Storage, now: datetime, tz: tzinfo,
-                  directory: MeterDirectory | None = None) -> Snapshot:
-    """Read the meters and today's per-meter totals once."""
+                  directory: MeterDirectory | None = None,
+                  first_days: FirstDays | None = None) -> Snapshot:
+    """Read the meters, today's per-meter totals and the meters' first days once."""
     meters = directory.frame(storage) if directory is not None else meters_frame(storage)
-    return Snapshot(now, tz, meters, day_meter_totals(storage, local_day(now, tz)),
-                    frozenset(storage.closed_days()))
+    today = local_day(now, tz)
+    today_totals, today_sums = _today_from_matrix(meters, today, *storage.day_matrix(today))
+    known = (first_days or FirstDays()).through(storage, today - timedelta(days=1))
+    first = pd.Series({meter_id: day.toordinal() for meter_id, day in known.items()},
+                      dtype="int64")
+    new = today_totals.index.difference(first.index)
+    first = pd.concat([first, pd.Series(today.toordinal(), index=new, dtype="int64")])
+    return Snapshot(now, tz, meters, today_totals, frozenset(storage.closed_days()), first,
+                    today_sums)
+
+
+def _today_from_matrix(meters: pd.DataFrame, today: date, ids: npt.NDArray[np.int64],
+                       values: npt.NDArray[np.uint16]) -> tuple[pd.DataFrame, OpenDaySums]:
+    """Today's per-meter totals (as ``day_meter_totals``) and per-region slot sums, from
+    one read of the day's readings."""
+    present = values != MISSING
+    energy_wh = np.where(present, values, 0).astype(np.int64)
+    counts = present.sum(axis=1)
+    keep = counts > 0
+    totals = _meter_frame(np.column_stack([ids, energy_wh.sum(axis=1), counts])[keep])
+    region = meters["region"].reindex(ids).fillna(UNASSIGNED).to_numpy()
+    sums = {str(name): (energy_wh[region == name].sum(axis=0),
+                        present[region == name].sum(axis=0).astype(np.int64))
+            for name in np.unique(region)}
+    return totals, OpenDaySums(today, sums)
 
 
 def _span(period: Period, snapshot: Snapshot) -> tuple[list[date], list[date]]:
@@ -168,18 +244,20 @@ def region_daily_totals(storage: Storage, period: Period, snapshot: Snapshot) ->
 def region_summary(storage: Storage, period: Period, snapshot: Snapshot,
                    frames: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per region for ``period``: index ``region``; columns ``energy_kwh`` [kWh], ``meters``,
-    ``average_kwh`` (per meter) [kWh], ``readings``, ``expected`` (half hours due) and
-    ``completeness`` (readings / expected, 0..1; NaN when nothing was due).
+    ``average_kwh`` [kWh] (``queries.region_total_kwh``: the residents' pages' average
+    meter, NaN when no meter of the region reported), ``readings``, ``expected`` (half
+    hours due, each meter from its first day with data) and ``completeness`` (readings /
+    expected, 0..1; NaN when nothing was due).
 
     ``frames`` are the period's ``daily_frames`` when the caller has them already.
     """
     energy, readings = frames or daily_frames(storage, period, snapshot)
-    due = sum(snapshot.due_slots(day) for day in energy.index)
     summary = pd.DataFrame({"energy_kwh": energy.sum(axis=0), "meters": snapshot.meter_counts(),
                             "readings": readings.sum(axis=0)})
-    summary["average_kwh"] = summary["energy_kwh"] / summary["meters"].where(
-        summary["meters"] > 0)
-    summary["expected"] = summary["meters"] * due
+    summary["average_kwh"] = [region_total_kwh(storage, str(region), period, snapshot.now,
+                                               snapshot.today_sums)
+                              for region in summary.index]
+    summary["expected"] = snapshot.expected_readings(list(energy.index))
     summary["completeness"] = summary["readings"] / summary["expected"].where(
         summary["expected"] > 0)
     summary.index.name = "region"
@@ -196,7 +274,7 @@ def today_completeness(snapshot: Snapshot) -> pd.DataFrame:
         "reporting": region.value_counts(),
         "readings": totals["readings"].groupby(region).sum(),
     }).reindex(snapshot.regions()).fillna(0).astype("int64")
-    frame["expected"] = frame["meters"] * snapshot.due_slots(snapshot.today)
+    frame["expected"] = snapshot.expected_readings([snapshot.today])
     frame["completeness"] = frame["readings"] / frame["expected"].where(frame["expected"] > 0)
     frame.index.name = "region"
     return frame

@@ -1,10 +1,11 @@
-"""Write the demo master database, testing_data/masterDB.json, from the household load model.
+"""Write the demo data, testing_data/masterDB.json and readings.csv.gz, from the load model.
 
 Run ``python testing_data/make_masterdb.py``: the seed is fixed, so the output is the same
-every time. The file follows the seed's master-database format (1.4) plus a ``region`` per
-meter: ``name``, ``fin_no``, ``region``, ``previous_day`` (the last day's 48 half-hourly
-readings [kWh] keyed by slot label) and one ``"YYYY-MM-DD": daily total [kWh]`` per day.
-Every total is the exact sum of that day's half-hourly readings in watt-hours.
+every time. masterDB.json follows the seed's master-database format (1.4) plus a ``region``
+per meter: ``name``, ``fin_no``, ``region``, ``previous_day`` (the last day's 48
+half-hourly readings [kWh] keyed by slot label) and one ``"YYYY-MM-DD": daily total [kWh]``
+per day. readings.csv.gz (``metermatrix/readingsfile.py``) holds the 48 half-hourly
+readings [Wh] of every one of those meter-days; each total is their exact sum.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import orjson
 
 from metermatrix.fleet import REGIONS, Meter, synthetic_fleet
 from metermatrix.loadshape import DEFAULT_SEED, fleet_day_energy_wh
+from metermatrix.readingsfile import write_readings
 from metermatrix.slots import SLOT_LABELS
 
 SEED = DEFAULT_SEED
@@ -32,6 +34,7 @@ SEED_PEOPLE = (
     Meter(555_555_555, "Carlos", "A1234567I", "East"),
 )
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "masterDB.json"
+DEFAULT_READINGS = DEFAULT_OUTPUT.with_name("readings.csv.gz")
 
 
 def demo_fleet() -> list[Meter]:
@@ -59,10 +62,15 @@ def missing_days(fleet: list[Meter], days: list[date]) -> dict[int, set[date]]:
     return gaps
 
 
-def build_masterdb(fleet: list[Meter], days: list[date]) -> dict[str, dict[str, object]]:
-    """The master database for ``fleet`` over ``days`` (oldest first) as a JSON-ready dict."""
+def fleet_readings_wh(fleet: list[Meter], days: list[date]) -> np.ndarray:
+    """The load model's readings [Wh]: shape (days, meters, 48)."""
     ids = np.array([meter.meter_id for meter in fleet])
-    readings_wh = np.stack([fleet_day_energy_wh(ids, day, SEED) for day in days])  # day, meter
+    return np.stack([fleet_day_energy_wh(ids, day, SEED) for day in days])
+
+
+def build_masterdb(fleet: list[Meter], days: list[date],
+                   readings_wh: np.ndarray) -> dict[str, dict[str, object]]:
+    """The master database for ``fleet`` over ``days`` (oldest first) as a JSON-ready dict."""
     gaps = missing_days(fleet, days)
     masterdb: dict[str, dict[str, object]] = {}
     for column, meter in enumerate(fleet):
@@ -84,15 +92,29 @@ def build_masterdb(fleet: list[Meter], days: list[date]) -> dict[str, dict[str, 
     return masterdb
 
 
+def history_rows(fleet: list[Meter], days: list[date], readings_wh: np.ndarray
+                 ) -> list[tuple[int, date, np.ndarray]]:
+    """(meter_id, day, 48 readings [Wh]) of every meter-day with a total, by meter, by day."""
+    gaps = missing_days(fleet, days)
+    return [(meter.meter_id, day, readings_wh[row, column])
+            for column, meter in enumerate(fleet)
+            for row, day in enumerate(days) if day not in gaps.get(meter.meter_id, set())]
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Write the demo master database to --output (default testing_data/masterDB.json)."""
+    """Write masterDB.json to --output and the half-hourly readings to --readings."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help=f"where to write the JSON (default: {DEFAULT_OUTPUT})")
+    parser.add_argument("--readings", type=Path, default=DEFAULT_READINGS,
+                        help=f"where to write the readings (default: {DEFAULT_READINGS})")
     args = parser.parse_args(argv)
     days = [LAST_DAY - timedelta(days=offset) for offset in reversed(range(DAYS))]
-    masterdb = build_masterdb(demo_fleet(), days)
+    fleet = demo_fleet()
+    readings_wh = fleet_readings_wh(fleet, days)
+    masterdb = build_masterdb(fleet, days, readings_wh)
     args.output.write_bytes(orjson.dumps(masterdb, option=orjson.OPT_INDENT_2) + b"\n")
+    write_readings(args.readings, history_rows(fleet, days, readings_wh))
 
 
 if __name__ == "__main__":

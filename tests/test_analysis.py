@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from metermatrix import analysis
+from metermatrix import analysis, queries
 from metermatrix.periods import custom_period, resolve_period
 from metermatrix.regioncharts import figure_png
 from metermatrix.storage import DailyTotal, MeterRecord, Reading, open_storage
@@ -42,13 +42,24 @@ def storage(tmp_path: Path):
 def test_heatmap_has_a_row_per_day_and_a_column_per_half_hour(storage):
     period = custom_period(YESTERDAY, TODAY, TZ)
     frames = analysis.load_meter_frames(storage, [A, B], period, NOW)
-    table = analysis.heatmap_frame(frames.readings)
+    table = analysis.heatmap_frame(frames.readings, [A, B])
     assert list(table.index) == [YESTERDAY, TODAY]
     assert table.shape == (2, 48)
     assert table.columns[0] == "00:00" and table.columns[47] == "23:30"
     assert table.loc[YESTERDAY, "00:30"] == pytest.approx((101 + 200) / 1000)
-    assert table.loc[TODAY, "01:30"] == pytest.approx(0.5)
-    assert math.isnan(table.loc[TODAY, "02:00"])
+    alone = analysis.heatmap_frame(frames.readings, [A])
+    assert alone.loc[TODAY, "01:30"] == pytest.approx(0.5)
+    assert math.isnan(alone.loc[TODAY, "02:00"])
+
+
+def test_a_half_hour_one_chosen_meter_missed_is_incomplete_in_the_heat_map(storage):
+    """Today A sent slots 0..3 and B nothing: the sum of A alone is not a complete cell."""
+    period = custom_period(YESTERDAY, TODAY, TZ)
+    frames = analysis.load_meter_frames(storage, [A, B], period, NOW)
+    table = analysis.heatmap_frame(frames.readings, frames.meter_ids)
+    assert table.loc[TODAY, ["00:00", "00:30", "01:00", "01:30"]].isna().all()
+    assert table.loc[YESTERDAY].notna().all()
+    assert figure_png(analysis.heatmap_figure(frames)).startswith(b"\x89PNG")
 
 
 def test_load_profile_averages_each_half_hour_over_the_days(storage):
@@ -95,3 +106,21 @@ def test_a_meter_asked_for_twice_is_shown_once(storage):
                                         resolve_period("yesterday", NOW, TZ), NOW)
     assert frames.meter_ids == (A, B)
     assert list(frames.daily.columns) == [A, B]
+
+
+def test_the_region_average_is_the_residents_pages_for_a_gappy_meter(tmp_path):
+    """G sent half of yesterday's half hours: it counts neither as zero nor as a meter."""
+    store = open_storage(tmp_path / "data")
+    gappy = 200000009
+    with store.transaction():
+        store.save_meter(MeterRecord(A, "A", "F1234567K", "East"))
+        store.save_meter(MeterRecord(gappy, "G", "F1234560K", "East"))
+        store.add_readings([Reading(A, YESTERDAY, slot, 100) for slot in range(48)])
+        store.add_readings([Reading(gappy, YESTERDAY, slot, 200) for slot in range(24)])
+    store.close_day_from_readings(YESTERDAY)
+    period = custom_period(YESTERDAY, YESTERDAY, TZ)
+    frames = analysis.load_meter_frames(store, [A], period, NOW)
+    resident = queries.region_total_kwh(store, "East", period, NOW)
+    assert frames.region_daily.loc[YESTERDAY, A] == pytest.approx(resident)
+    assert resident == pytest.approx(9.6 / 72 * 48)
+    store.close()

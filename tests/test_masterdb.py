@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
 from metermatrix.demo import DEMO_FILE
 from metermatrix.masterdb import MasterFileError, export_master, import_master, read_master
+from metermatrix.readingsfile import write_readings
 from metermatrix.slots import SLOT_LABELS
 from metermatrix.storage import MeterRecord, Reading, Storage, open_storage
 
@@ -175,3 +177,22 @@ def test_import_of_a_total_other_than_its_stored_readings_is_refused(tmp_path: P
     import_master(storage, write(tmp_path / "m.json", {"000000007": {"2025-03-20": 0.3}}))
     assert [(t.energy_wh, t.readings) for t in storage.daily_totals_between([7], day, day)] == [
         (300, 1)]  # the same figure again: the readings' total stands
+
+
+def test_readings_of_a_day_must_sum_to_its_total(tmp_path: Path, storage: Storage) -> None:
+    readings = tmp_path / "readings.csv.gz"
+    day_wh = np.full(48, 3294)
+    day_wh[-1] = 158_120 - 47 * 3294  # the file's 158.12 kWh
+    write_readings(readings, [(555555555, date(2025, 2, 10), day_wh)])
+    import_master(storage, write(tmp_path / "m.json", SEED), readings=readings)
+    assert date(2025, 2, 10) in storage.closed_days()
+    assert len(storage.readings_between([555555555], date(2025, 2, 10), date(2025, 2, 10))) == 48
+    wrong = open_storage(tmp_path / "wrong")
+    write_readings(readings, [(555555555, date(2025, 2, 10), np.full(48, 3000))])
+    with pytest.raises(MasterFileError, match="differs from the 144.0 kWh of the 48 readings"):
+        import_master(wrong, write(tmp_path / "m.json", SEED), readings=readings)
+    write_readings(readings, [(123456789, date(2025, 2, 10), np.full(48, 3000))])
+    with pytest.raises(MasterFileError, match="meters the master file lacks"):
+        import_master(wrong, write(tmp_path / "m.json", SEED), readings=readings)
+    assert wrong.list_meters() == []
+    wrong.close()

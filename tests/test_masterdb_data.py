@@ -13,10 +13,13 @@ import pytest
 
 from metermatrix.fleet import REGIONS, load_fleet
 from metermatrix.loadshape import DEFAULT_SEED, day_energy_wh
+from metermatrix.readingsfile import read_readings
 from metermatrix.slots import SLOT_LABELS
+from metermatrix.storage.packing import MISSING
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTERDB = ROOT / "testing_data" / "masterDB.json"
+READINGS = ROOT / "testing_data" / "readings.csv.gz"
 LAST_DAY = "2026-11-26"
 
 
@@ -34,13 +37,33 @@ def to_wh(energy_kwh: float) -> int:
     return round(energy_kwh * 1000)
 
 
-def test_committed_file_is_what_the_script_writes(tmp_path: Path) -> None:
-    output = tmp_path / "masterDB.json"
+def test_committed_files_are_what_the_script_writes(tmp_path: Path) -> None:
+    output, readings = tmp_path / "masterDB.json", tmp_path / "readings.csv.gz"
     subprocess.run(
-        [sys.executable, str(ROOT / "testing_data" / "make_masterdb.py"), "--output", str(output)],
+        [sys.executable, str(ROOT / "testing_data" / "make_masterdb.py"), "--output", str(output),
+         "--readings", str(readings)],
         check=True, cwd=tmp_path, timeout=120,
     )
     assert output.read_bytes() == MASTERDB.read_bytes()
+    assert readings.read_bytes() == READINGS.read_bytes()
+
+
+def test_every_total_has_its_48_readings_and_is_their_sum(
+    masterdb: dict[str, dict[str, object]],
+) -> None:
+    by_day = read_readings(READINGS)
+    found = {(int(meter_id), day): row for day, (ids, rows) in by_day.items()
+             for meter_id, row in zip(ids.tolist(), rows, strict=True)}
+    expected = {(int(key), date.fromisoformat(day)): total
+                for key, record in masterdb.items() for day, total in totals_of(record).items()}
+    assert set(found) == set(expected)
+    for key, total_kwh in expected.items():
+        assert (found[key] != MISSING).all(), key
+        assert int(found[key].sum(dtype=np.int64)) == to_wh(total_kwh), key
+    last = date.fromisoformat(LAST_DAY)
+    for key, record in masterdb.items():
+        previous = [to_wh(v) for v in record["previous_day"].values()]  # type: ignore[attr-defined]
+        assert found[(int(key), last)].tolist() == previous
 
 
 def test_seed_residents_are_present(masterdb: dict[str, dict[str, object]]) -> None:

@@ -90,3 +90,20 @@ def test_consumption_notebook_runs_for_the_meters_asked_for(demo_dir, monkeypatc
                    " int(explorer.frames.readings['slot'].count()))")
     assert not [o for o in outputs(notebook) if o.get("output_type") == "error"]
     assert printed(notebook).strip() == "(999999999, 555555555) yesterday 96"
+
+
+def test_consumption_notebook_draws_a_load_profile_for_last_month(demo_dir, monkeypatch):
+    notebook = run(ROOT / "notebooks" / "consumption.ipynb", demo_dir, monkeypatch,
+                   "meters=999999999,555555555&period=prev-month",
+                   "from metermatrix import analysis\n"
+                   "frames = explorer.frames\n"
+                   "profile = analysis.load_profile(frames.readings)\n"
+                   "heat = analysis.heatmap_frame(frames.readings, frames.meter_ids)\n"
+                   "print(len(frames.period.days()), len(frames.readings),"
+                   " int(profile.notna().sum().sum()), int(heat.isna().sum().sum()))")
+    assert not [o for o in outputs(notebook) if o.get("output_type") == "error"]
+    days, readings, profile_points, incomplete = map(int, printed(notebook).split())
+    assert 28 <= days <= 31
+    assert readings == 2 * 48 * days
+    assert profile_points == 2 * 48
+    assert incomplete == 0

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from metermatrix import regions
+from metermatrix import queries, regions
 from metermatrix.periods import custom_period, resolve_period
 from metermatrix.slots import slots_elapsed
 from metermatrix.storage import UNASSIGNED, DailyTotal, MeterRecord, Reading, open_storage
@@ -54,9 +54,13 @@ def test_closed_days_are_summed_per_region_with_average_per_meter(storage):
     assert list(summary.index) == ["Central", "East", "North", "North-East", "West", UNASSIGNED]
     assert summary.loc["Central", "energy_kwh"] == pytest.approx((2001 + 2002) / 1000)
     assert summary.loc["Central", "meters"] == 2
-    assert summary.loc["Central", "average_kwh"] == pytest.approx((2001 + 2002) / 2000)
     assert summary.loc[UNASSIGNED, "energy_kwh"] == pytest.approx(2.007)
     assert summary.loc["East", "completeness"] == 1.0
+    # The day was imported as totals: its average per meter is a whole day's (the half
+    # hours of "yesterday" have no readings to average, on the residents' pages as here).
+    day = custom_period(period.first_day, period.first_day, TZ)
+    summary = regions.region_summary(storage, day, snapshot(storage))
+    assert summary.loc["Central", "average_kwh"] == pytest.approx((2001 + 2002) / 2000)
 
 
 def test_today_comes_from_the_readings_table(storage):
@@ -162,5 +166,68 @@ def test_average_is_missing_for_a_region_without_meters(tmp_path):
     summary = regions.region_summary(store, resolve_period("yesterday", NOW, TZ),
                                      regions.take_snapshot(store, NOW, TZ))
     assert math.isnan(summary.loc["West", "average_kwh"])
-    assert summary.loc["East", "average_kwh"] == 0
+    assert math.isnan(summary.loc["East", "average_kwh"])  # a meter that never reported
     store.close()
+
+
+@pytest.fixture
+def gappy(tmp_path):
+    """East: E1 sends every half hour (100 Wh), E2 only the first 24 of each day (200 Wh),
+    E3 never sent anything; 15..17 March closed, today E1 and E2 sent slots 0..9."""
+    store = open_storage(tmp_path / "data")
+    e1, e2, e3 = 300000001, 300000002, 300000003
+    with store.transaction():
+        for meter_id in (e1, e2, e3):
+            store.save_meter(MeterRecord(meter_id, f"Owner {meter_id}", "F1234567K", "East"))
+        for back in range(1, 4):
+            day = TODAY - timedelta(days=back)
+            store.add_readings([Reading(e1, day, slot, 100) for slot in range(48)])
+            store.add_readings([Reading(e2, day, slot, 200) for slot in range(24)])
+        store.add_readings([Reading(m, TODAY, slot, 100) for m in (e1, e2) for slot in range(10)])
+    for back in range(3, 0, -1):
+        store.close_day_from_readings(TODAY - timedelta(days=back))
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize("name", ["yesterday", "current-day", "current-week", "custom"])
+def test_the_average_per_meter_is_the_residents_pages_figure(gappy, name):
+    """E2's missing half hours count neither as zero nor as a whole meter, nor does E3."""
+    period = (custom_period(TODAY - timedelta(days=3), TODAY - timedelta(days=1), TZ)
+              if name == "custom" else resolve_period(name, NOW, TZ))
+    summary = regions.region_summary(gappy, period, regions.take_snapshot(gappy, NOW, TZ))
+    resident = queries.meter_consumption(gappy, 300000001, "East", period, NOW)
+    assert summary.loc["East", "average_kwh"] == pytest.approx(resident.region_total_kwh)
+    assert summary.loc["East", "meters"] == 3
+    if name == "custom":  # per day: 9.6 kWh over 72 readings, times 48 half hours
+        assert summary.loc["East", "average_kwh"] == pytest.approx(3 * 9.6 / 72 * 48)
+
+
+def test_a_meter_added_today_is_due_only_from_today(storage):
+    """Meter 8 (East) was created today and sent 10 readings; meter 9 (East) never sent
+    anything: neither owes readings for the days before, nor 9 for today."""
+    with storage.transaction():
+        storage.save_meter(MeterRecord(100000008, "New", "F7654321K", "East"))
+        storage.save_meter(MeterRecord(100000009, "Unused", "F7654322K", "East"))
+        storage.add_readings([Reading(100000008, TODAY, slot, 100) for slot in range(10)])
+    period = resolve_period("current-month", NOW, TZ)
+    summary = regions.region_summary(storage, period, snapshot(storage))
+    due_today = slots_elapsed(TODAY, NOW, TZ)
+    assert summary.loc["East", "meters"] == 3
+    assert summary.loc["East", "expected"] == 8 * 48 + 2 * due_today  # meters 3 and 8
+    assert summary.loc["East", "readings"] == 7 * 48 + 2 * 10
+    today = regions.today_completeness(snapshot(storage))
+    assert today.loc["East", "expected"] == 2 * due_today
+    assert today.loc["East", "completeness"] == pytest.approx(20 / (2 * due_today))
+
+
+def test_first_days_are_read_again_only_for_the_days_since(storage):
+    first_days = regions.FirstDays()
+    known = first_days.through(storage, TODAY - timedelta(days=1))
+    assert known[100000001] == TODAY - timedelta(days=8)
+    assert 100000003 in known and len(known) == len(METERS)
+    with storage.transaction():
+        storage.save_meter(MeterRecord(100000008, "New", "F7654321K", "East"))
+        storage.add_readings([Reading(100000008, TODAY, 0, 100)])
+    assert first_days.through(storage, TODAY)[100000008] == TODAY
+    assert known[100000001] == TODAY - timedelta(days=8)

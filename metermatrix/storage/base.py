@@ -155,6 +155,11 @@ class Storage(abc.ABC):
         """The first local day with a reading or an imported total of the meter (None: none)."""
 
     @abc.abstractmethod
+    def first_days_between(self, first: date, last: date) -> list[tuple[int, date]]:
+        """Per meter with a reading or an imported total in days ``first``..``last``:
+        (meter_id, the first such day)."""
+
+    @abc.abstractmethod
     def region_slot_energy(
         self, region: str, first: date, last: date
     ) -> list[tuple[date, int, int, int]]:
