@@ -14,9 +14,8 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
@@ -28,17 +27,14 @@ from metermatrix import analysis, regions
 from metermatrix import regioncharts as charts
 from metermatrix.clock import environment_offset_s
 from metermatrix.fleet import REGIONS
-from metermatrix.periods import Period, PeriodError, custom_period, resolve_period
+from metermatrix.periodpicker import PeriodPicker, describe
+from metermatrix.periods import Period, PeriodError
 from metermatrix.regioncharts import figure_png
 from metermatrix.regionmap import region_map_figure
 from metermatrix.slots import local_day
 from metermatrix.storage import Storage, open_storage
 from metermatrix.voila import ENV_DATA_DIR, ENV_TIMEZONE, KERNEL_WARM_MARKER
 
-#: The period picker's choices: (label, period name).
-PERIOD_OPTIONS = (("Today", "current-day"), ("Yesterday", "yesterday"),
-                  ("This week", "current-week"), ("This month", "current-month"),
-                  ("Last month", "prev-month"), ("Custom range", "custom"))
 ALL_REGIONS = "all"
 #: After the database changed, today's totals younger than this are still reused [s].
 SNAPSHOT_MAX_AGE_S = 60.0
@@ -128,57 +124,6 @@ class DataSource:
         snapshot = regions.take_snapshot(self.storage, now, self.tz, self.directory)
         self._snapshot = (time.monotonic(), version, snapshot)
         return snapshot
-
-
-def _date_param(text: str | None) -> date | None:
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
-
-
-class PeriodPicker:
-    """Period dropdown and the custom range's two date pickers."""
-
-    def __init__(self, tz: ZoneInfo, today: date, query: Mapping[str, str],
-                 default: str) -> None:
-        self.tz = tz
-        names = [name for _, name in PERIOD_OPTIONS]
-        chosen = query.get("period", default)
-        self.name = widgets.Dropdown(options=PERIOD_OPTIONS,
-                                     value=chosen if chosen in names else default,
-                                     description="Period")
-        self.first = widgets.DatePicker(description="From", value=_date_param(
-            query.get("from")) or today - timedelta(days=6))
-        self.last = widgets.DatePicker(description="To",
-                                       value=_date_param(query.get("to")) or today)
-        self.name.observe(lambda _: self._enable_dates(), names="value")
-        self._enable_dates()
-        self.widgets: list[widgets.Widget] = [self.name, self.first, self.last]
-
-    def _enable_dates(self) -> None:
-        custom = self.name.value == "custom"
-        self.first.disabled = self.last.disabled = not custom
-
-    def observe(self, callback: Callable[[Any], None]) -> None:
-        """Call ``callback`` whenever the chosen period may have changed."""
-        for control in self.widgets:
-            control.observe(callback, names="value")
-
-    def period(self, now: datetime) -> Period:
-        """The chosen period as of ``now``; PeriodError for an impossible custom range."""
-        if self.name.value != "custom":
-            return resolve_period(str(self.name.value), now, self.tz)
-        if self.first.value is None or self.last.value is None:
-            raise PeriodError("choose both dates of the custom range")
-        return custom_period(self.first.value, self.last.value, self.tz)
-
-
-def describe(period: Period) -> str:
-    """E.g. "This week (2026-11-23 to 2026-11-27)"."""
-    if period.first_day == period.last_day:
-        return f"{period.title} ({period.first_day.isoformat()})"
-    return f"{period.title} ({period.first_day.isoformat()} to {period.last_day.isoformat()})"
 
 
 def chart(css_class: str) -> widgets.Image:
