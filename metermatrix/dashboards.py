@@ -29,7 +29,7 @@ from metermatrix.clock import environment_offset_s
 from metermatrix.fleet import REGIONS
 from metermatrix.periodpicker import PeriodPicker, describe
 from metermatrix.periods import Period, PeriodError
-from metermatrix.regioncharts import figure_png
+from metermatrix.regioncharts import figure_svg
 from metermatrix.regionmap import region_map_figure
 from metermatrix.slots import local_day
 from metermatrix.storage import Storage, open_storage
@@ -102,7 +102,7 @@ class DataSource:
         self.snapshot(utc_now())
         figure = Figure(figsize=(1, 1))
         figure.add_subplot().set_title("warm-up 0123456789")
-        figure_png(figure)
+        figure_svg(figure)
         if os.environ.get("VOILA_PREHEAT") == "True" and sys.__stderr__ is not None:
             print(KERNEL_WARM_MARKER, file=sys.__stderr__, flush=True)
         return self
@@ -127,22 +127,43 @@ class DataSource:
 
 
 def chart(css_class: str) -> widgets.Image:
-    """An empty PNG image widget with a CSS class (tests and styles find it by the class)."""
-    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+    """An empty SVG image widget with a CSS class (tests and styles find it by the class)."""
+    image = widgets.Image(format="svg+xml")
     image.add_class(css_class)
     return image
 
 
+def chart_box(image: widgets.Image) -> widgets.Box:
+    """The page's frame of a chart: as wide as the page; on a phone the template's style
+    draws the chart wider than the screen and this box scrolls it sideways."""
+    box = widgets.Box([image], layout=widgets.Layout(width="100%"))
+    box.add_class("mm-chart-box")
+    return box
+
+
+def page_box(children: list[widgets.Widget]) -> widgets.VBox:
+    """A dashboard's outer box: the width of the page, never wider."""
+    box = widgets.VBox(children, layout=widgets.Layout(width="100%", max_width="100%"))
+    box.add_class("mm-dashboard")
+    return box
+
+
+def controls_row(children: list[widgets.Widget]) -> widgets.HBox:
+    """A row of controls that wraps onto more lines when the page is narrow."""
+    return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap", width="100%"))
+
+
 def table(css_class: str) -> widgets.HTML:
-    """An empty HTML widget for a table."""
-    html = widgets.HTML()
+    """An empty HTML widget for a table (scrolled sideways when wider than the page)."""
+    html = widgets.HTML(layout=widgets.Layout(max_width="100%"))
     html.add_class(css_class)
+    html.add_class("mm-scroll")
     return html
 
 
 def show(image: widgets.Image, figure: Figure) -> None:
-    """Render ``figure`` into ``image``."""
-    image.value = figure_png(figure)
+    """Render ``figure`` into ``image`` (as SVG)."""
+    image.value = figure_svg(figure)
 
 
 def status_html(text: str, error: bool = False) -> str:
@@ -225,9 +246,9 @@ class ConsumptionExplorer:
         self.frames: analysis.MeterFrames | None = None
         self.meters.observe(lambda _: self.redraw(), names="value")
         self.picker.observe(lambda _: self.redraw())
-        self.widget = widgets.VBox([
-            widgets.HBox([self.meters, *self.picker.widgets]), self.redrawing.status,
-            *self.charts.values()])
+        self.widget = page_box([
+            controls_row([self.meters, *self.picker.widgets]), self.redrawing.status,
+            *(chart_box(image) for image in self.charts.values())])
         after_this_cell(self.redraw)
 
     def chosen_meters(self) -> tuple[list[int], list[int]]:
@@ -291,12 +312,12 @@ class ManagementDashboard:
         after_this_cell(self.redraw)
 
     def _layout(self) -> widgets.VBox:
-        controls = widgets.HBox([*self.picker.widgets, self.region, self.refresh],
-                                layout=widgets.Layout(flex_flow="row wrap"))
-        return widgets.VBox([
+        controls = controls_row([*self.picker.widgets, self.region, self.refresh])
+        charts = {name: chart_box(image) for name, image in self.charts.items()}
+        return page_box([
             controls, self.redrawing.status,
-            heading("Region-wise consumption"), self.charts["region-bars"],
-            self.tables["consumption"], self.charts["daily-lines"], self.charts["region-map"],
+            heading("Region-wise consumption"), charts["region-bars"],
+            self.tables["consumption"], charts["daily-lines"], charts["region-map"],
             heading("Operations: data completeness"), self.tables["completeness"],
             heading("Meters silent today"), self.tables["silent"],
             heading("Top consumers"), self.tables["top"],

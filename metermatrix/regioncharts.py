@@ -6,6 +6,7 @@ import html
 import io
 from datetime import date
 
+import matplotlib
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -23,6 +24,14 @@ def figure_png(figure: Figure, dpi: int = 96) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def figure_svg(figure: Figure) -> bytes:
+    """The figure as SVG bytes: sharp at any size and device pixel ratio (text stays text)."""
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "metermatrix"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     return buffer.getvalue()
 
 
