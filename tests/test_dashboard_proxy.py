@@ -196,9 +196,9 @@ def test_each_dashboard_carries_the_site_header_of_the_manager_logged_in(dashboa
     client = manager(dashboard_server)
     for path in (PAGE, "/analysis/"):
         page = open_page(client, path).decode()
-        header = re.search(r'<header class="mm-top">.*?</header>', page, re.S)
+        header = re.search(r'<header class="mm-site-header">.*?</header>', page, re.S)
         assert header, path
-        assert page.index('<header class="mm-top">') < page.index('id="rendered_cells"')
+        assert page.index('<header class="mm-site-header">') < page.index('id="rendered_cells"')
         assert "metermatrix:site-header" not in page
         assert f'<span class="mm-user" title="Logged in">{DEMO_MANAGER}</span>' in header[0]
         assert 'href="/management/"' in header[0]

@@ -59,7 +59,7 @@ def test_on_a_phone_the_controls_fit_the_screen_and_the_charts_scroll_sideways(
     period = dropdown(page, "Period").bounding_box()
     assert period is not None
     assert period["x"] >= 0 and period["x"] + period["width"] <= 390
-    header = page.locator("header.mm-top").bounding_box()
+    header = page.locator("header.mm-site-header").bounding_box()
     assert header is not None and header["y"] < 5 and header["width"] <= 390
     chart = page.locator(f"img.{PAGES[path][0]}")
     box = chart.locator("xpath=..")
@@ -110,13 +110,13 @@ def test_the_header_names_the_manager_leads_home_and_logs_out(
         browser: Browser, layout_server: ServerProcess) -> None:
     page = browser.new_page(**DESKTOP)
     manager_opens(page, layout_server, "/analysis/")
-    header = page.locator("header.mm-top")
+    header = page.locator("header.mm-site-header")
     expect(header.locator(".mm-user")).to_have_text(DEMO_MANAGER)
     header.get_by_role("link", name="Management home").click()
     expect(page).to_have_url(layout_server.url + "/management/")
     expect(page.locator("#readings-today")).to_be_visible()
     page.go_back()
-    page.locator("header.mm-top").get_by_role("button", name="Log out").click()
+    page.locator("header.mm-site-header").get_by_role("button", name="Log out").click()
     expect(page).to_have_url(layout_server.url + "/management/login")
     page.goto(layout_server.url + "/analysis/")
     expect(page.locator("h1")).to_have_text("Management login")
