@@ -17,6 +17,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from metermatrix.averages import region_day_averages_kwh
+from metermatrix.dayaxis import day_numbers, set_day_axis
 from metermatrix.periods import Period
 from metermatrix.slots import SLOTS_PER_DAY, local_day
 from metermatrix.storage import UNASSIGNED, Storage
@@ -200,19 +201,20 @@ def profile_figure(frames: MeterFrames) -> Figure:
 def daily_figure(frames: MeterFrames) -> Figure:
     """Daily totals per meter (solid) and their region's average per meter (dashed) [kWh]."""
     figure = Figure(figsize=(9.0, 3.2))
-    figure.subplots_adjust(left=0.08, right=0.8, bottom=0.2, top=0.9)
+    figure.subplots_adjust(left=0.08, right=0.8, bottom=0.18, top=0.9)
     axes = figure.add_subplot()
     days = list(frames.daily.index)
+    x = day_numbers(days)
     for number, meter_id in enumerate(frames.meter_ids):
-        axes.plot(days, frames.daily[meter_id].to_numpy(), marker=".", color=f"C{number}",
-                  label=f"{meter_id}")
-        axes.plot(days, frames.region_daily[meter_id].to_numpy(), linestyle="--",
-                  color=f"C{number}", label=f"{frames.regions[meter_id]} average")
+        axes.plot(x, frames.daily[meter_id].to_numpy(), marker="o", markersize=4,
+                  color=f"C{number}", label=f"{meter_id}")
+        axes.plot(x, frames.region_daily[meter_id].to_numpy(), linestyle="--", marker="x",
+                  markersize=5, color=f"C{number}", label=f"{frames.regions[meter_id]} average")
     axes.set_ylabel("kWh per day")
     axes.grid(alpha=0.3)
     if frames.meter_ids:
         axes.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    figure.autofmt_xdate()
+    set_day_axis(axes, days)
     axes.set_title("Daily totals and the region's average")
     return figure
 

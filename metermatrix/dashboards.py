@@ -14,9 +14,8 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
@@ -28,17 +27,14 @@ from metermatrix import analysis, regions
 from metermatrix import regioncharts as charts
 from metermatrix.clock import environment_offset_s
 from metermatrix.fleet import REGIONS
-from metermatrix.periods import Period, PeriodError, custom_period, resolve_period
-from metermatrix.regioncharts import figure_png
+from metermatrix.periodpicker import PeriodPicker, describe
+from metermatrix.periods import Period, PeriodError
+from metermatrix.regioncharts import figure_svg
 from metermatrix.regionmap import region_map_figure
 from metermatrix.slots import local_day
 from metermatrix.storage import Storage, open_storage
 from metermatrix.voila import ENV_DATA_DIR, ENV_TIMEZONE, KERNEL_WARM_MARKER
 
-#: The period picker's choices: (label, period name).
-PERIOD_OPTIONS = (("Today", "current-day"), ("Yesterday", "yesterday"),
-                  ("This week", "current-week"), ("This month", "current-month"),
-                  ("Last month", "prev-month"), ("Custom range", "custom"))
 ALL_REGIONS = "all"
 #: After the database changed, today's totals younger than this are still reused [s].
 SNAPSHOT_MAX_AGE_S = 60.0
@@ -107,7 +103,7 @@ class DataSource:
         self.snapshot(utc_now())
         figure = Figure(figsize=(1, 1))
         figure.add_subplot().set_title("warm-up 0123456789")
-        figure_png(figure)
+        figure_svg(figure)
         if os.environ.get("VOILA_PREHEAT") == "True" and sys.__stderr__ is not None:
             print(KERNEL_WARM_MARKER, file=sys.__stderr__, flush=True)
         return self
@@ -132,74 +128,44 @@ class DataSource:
         return snapshot
 
 
-def _date_param(text: str | None) -> date | None:
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
-
-
-class PeriodPicker:
-    """Period dropdown and the custom range's two date pickers."""
-
-    def __init__(self, tz: ZoneInfo, today: date, query: Mapping[str, str],
-                 default: str) -> None:
-        self.tz = tz
-        names = [name for _, name in PERIOD_OPTIONS]
-        chosen = query.get("period", default)
-        self.name = widgets.Dropdown(options=PERIOD_OPTIONS,
-                                     value=chosen if chosen in names else default,
-                                     description="Period")
-        self.first = widgets.DatePicker(description="From", value=_date_param(
-            query.get("from")) or today - timedelta(days=6))
-        self.last = widgets.DatePicker(description="To",
-                                       value=_date_param(query.get("to")) or today)
-        self.name.observe(lambda _: self._enable_dates(), names="value")
-        self._enable_dates()
-        self.widgets: list[widgets.Widget] = [self.name, self.first, self.last]
-
-    def _enable_dates(self) -> None:
-        custom = self.name.value == "custom"
-        self.first.disabled = self.last.disabled = not custom
-
-    def observe(self, callback: Callable[[Any], None]) -> None:
-        """Call ``callback`` whenever the chosen period may have changed."""
-        for control in self.widgets:
-            control.observe(callback, names="value")
-
-    def period(self, now: datetime) -> Period:
-        """The chosen period as of ``now``; PeriodError for an impossible custom range."""
-        if self.name.value != "custom":
-            return resolve_period(str(self.name.value), now, self.tz)
-        if self.first.value is None or self.last.value is None:
-            raise PeriodError("choose both dates of the custom range")
-        return custom_period(self.first.value, self.last.value, self.tz)
-
-
-def describe(period: Period) -> str:
-    """E.g. "This week (2026-11-23 to 2026-11-27)"."""
-    if period.first_day == period.last_day:
-        return f"{period.title} ({period.first_day.isoformat()})"
-    return f"{period.title} ({period.first_day.isoformat()} to {period.last_day.isoformat()})"
-
-
 def chart(css_class: str) -> widgets.Image:
-    """An empty PNG image widget with a CSS class (tests and styles find it by the class)."""
-    image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+    """An empty SVG image widget with a CSS class (tests and styles find it by the class)."""
+    image = widgets.Image(format="svg+xml")
     image.add_class(css_class)
     return image
 
 
+def chart_box(image: widgets.Image) -> widgets.Box:
+    """The page's frame of a chart: as wide as the page; on a phone the template's style
+    draws the chart wider than the screen and this box scrolls it sideways."""
+    box = widgets.Box([image], layout=widgets.Layout(width="100%"))
+    box.add_class("mm-chart-box")
+    return box
+
+
+def page_box(children: list[widgets.Widget]) -> widgets.VBox:
+    """A dashboard's outer box: the width of the page, never wider."""
+    box = widgets.VBox(children, layout=widgets.Layout(width="100%", max_width="100%"))
+    box.add_class("mm-dashboard")
+    return box
+
+
+def controls_row(children: list[widgets.Widget]) -> widgets.HBox:
+    """A row of controls that wraps onto more lines when the page is narrow."""
+    return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap", width="100%"))
+
+
 def table(css_class: str) -> widgets.HTML:
-    """An empty HTML widget for a table."""
-    html = widgets.HTML()
+    """An empty HTML widget for a table (scrolled sideways when wider than the page)."""
+    html = widgets.HTML(layout=widgets.Layout(max_width="100%"))
     html.add_class(css_class)
+    html.add_class("mm-scroll")
     return html
 
 
 def show(image: widgets.Image, figure: Figure) -> None:
-    """Render ``figure`` into ``image``."""
-    image.value = figure_png(figure)
+    """Render ``figure`` into ``image`` (as SVG)."""
+    image.value = figure_svg(figure)
 
 
 def status_html(text: str, error: bool = False) -> str:
@@ -282,9 +248,9 @@ class ConsumptionExplorer:
         self.frames: analysis.MeterFrames | None = None
         self.meters.observe(lambda _: self.redraw(), names="value")
         self.picker.observe(lambda _: self.redraw())
-        self.widget = widgets.VBox([
-            widgets.HBox([self.meters, *self.picker.widgets]), self.redrawing.status,
-            *self.charts.values()])
+        self.widget = page_box([
+            controls_row([self.meters, *self.picker.widgets]), self.redrawing.status,
+            *(chart_box(image) for image in self.charts.values())])
         after_this_cell(self.redraw)
 
     def chosen_meters(self) -> tuple[list[int], list[int]]:
@@ -348,12 +314,12 @@ class ManagementDashboard:
         after_this_cell(self.redraw)
 
     def _layout(self) -> widgets.VBox:
-        controls = widgets.HBox([*self.picker.widgets, self.region, self.refresh],
-                                layout=widgets.Layout(flex_flow="row wrap"))
-        return widgets.VBox([
+        controls = controls_row([*self.picker.widgets, self.region, self.refresh])
+        charts = {name: chart_box(image) for name, image in self.charts.items()}
+        return page_box([
             controls, self.redrawing.status,
-            heading("Region-wise consumption"), self.charts["region-bars"],
-            self.tables["consumption"], self.charts["daily-lines"], self.charts["region-map"],
+            heading("Region-wise consumption"), charts["region-bars"],
+            self.tables["consumption"], charts["daily-lines"], charts["region-map"],
             heading("Operations: data completeness"), self.tables["completeness"],
             heading("Meters silent today"), self.tables["silent"],
             heading("Top consumers"), self.tables["top"],

@@ -24,6 +24,8 @@ from metermatrix.storage.packing import group_slot_sums
 
 #: Cell value of an empty slot.
 MISSING = 0xFFFF
+#: Rows counted at a time when the readings per row are recounted.
+_RECOUNT_ROWS = 1 << 16
 
 
 class RegionCodes(Protocol):
@@ -81,6 +83,9 @@ class TodayStore:
         self._ids = np.zeros(max(capacity, 1), np.int64)
         self._rows: dict[int, int] = {}
         self._readings = 0
+        # Readings held per row, and how many rows hold any: the meters heard today.
+        self._row_readings = np.zeros(max(capacity, 1), np.uint8)
+        self._heard = 0
         # Per region and slot, kept in step with every put and clear: energy [Wh], readings.
         self.regions = regions
         self._group = np.zeros(max(capacity, 1), np.int16)
@@ -123,7 +128,10 @@ class TodayStore:
         ids[: len(self._ids)] = self._ids
         group = np.zeros(capacity, np.int16)
         group[: len(self._group)] = self._group
+        row_readings = np.zeros(capacity, np.uint8)
+        row_readings[: len(self._row_readings)] = self._row_readings
         self._values, self._ids, self._group = values, ids, group
+        self._row_readings = row_readings
 
     def reserve(self, meters: int) -> None:
         """Make room for ``meters`` meters up front (avoids regrowing while filling)."""
@@ -156,6 +164,8 @@ class TodayStore:
         old = int(self._values[row, slot])
         if old == self.missing:
             self._readings += 1
+            self._heard += int(self._row_readings[row] == 0)
+            self._row_readings[row] += 1
             old = 0
             if self.regions is not None:
                 self._region_readings[self._group[row], slot] += 1
@@ -190,6 +200,10 @@ class TodayStore:
             np.add.at(self._region_wh, (self._group[rows[stored]], slots[stored]),
                       energy_wh[stored])
             np.add.at(self._region_readings, (self._group[rows[stored]], slots[stored]), 1)
+        touched = rows[stored]
+        heard = np.unique(touched)
+        self._heard += int(np.count_nonzero(self._row_readings[heard] == 0))
+        np.add.at(self._row_readings, touched, 1)
         self._readings += int(np.count_nonzero(stored))
         self.version += 1
         return PutOutcomes(stored, kept, new_meters)
@@ -221,6 +235,8 @@ class TodayStore:
                 self._region_readings[self._group[row], slot] -= 1
             self._values[row, slot] = self.missing
             self._readings -= 1
+            self._row_readings[row] -= 1
+            self._heard -= int(self._row_readings[row] == 0)
             self.version += 1
 
     def meter_ids(self) -> npt.NDArray[np.int64]:
@@ -243,6 +259,10 @@ class TodayStore:
     def reading_count(self) -> int:
         """How many readings the store holds (kept as a count, not recounted)."""
         return self._readings
+
+    def heard_count(self) -> int:
+        """How many meters sent at least one reading of the day (kept as a count)."""
+        return self._heard
 
     def row_values(self, meter_id: int) -> npt.NDArray[np.uint16]:
         """A copy of one meter's 48 slots [Wh] (``missing`` where empty)."""
@@ -280,9 +300,19 @@ class TodayStore:
         if len(held):
             self.ceiling_wh = max(self.ceiling_wh, int(held.max()))
         self._readings = int(np.count_nonzero(self.matrix() != self.missing))
+        self._recount_rows()
         self._recount_regions()
         self.version += 1
         return self._readings
+
+    def _recount_rows(self) -> None:
+        """Count every row's readings afresh from the matrix (after a bulk change)."""
+        self._row_readings.fill(0)
+        for start in range(0, len(self._rows), _RECOUNT_ROWS):
+            values = self._values[start: min(start + _RECOUNT_ROWS, len(self._rows))]
+            self._row_readings[start: start + len(values)] = (
+                values != self.missing).sum(axis=1)
+        self._heard = int(np.count_nonzero(self._row_readings))
 
     def _recount_regions(self) -> None:
         """Sum every region's slots afresh from the matrix (after a bulk change)."""
@@ -347,6 +377,8 @@ class TodayStore:
         self._values.fill(self.missing)
         self.ceiling_wh = self.max_reading_wh
         self._readings = 0
+        self._row_readings.fill(0)
+        self._heard = 0
         self._region_wh.fill(0)
         self._region_readings.fill(0)
         self.version += 1

@@ -136,6 +136,7 @@ def test_columns_agree_with_line_by_line(zone: str, seed: int) -> None:
     for meter_id in one.meter_ids().tolist():
         assert many.row_values(meter_id).tolist() == one.row_values(meter_id).tolist()
     assert many.reading_count() == one.reading_count()
+    assert many.heard_count() == one.heard_count() > 0
     for region in (*REGIONS, "Unassigned"):
         assert [a.tolist() for a in many.region_slots(region)] == \
             [a.tolist() for a in one.region_slots(region)]

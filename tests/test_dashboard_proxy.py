@@ -192,6 +192,33 @@ def test_a_manager_gets_the_rendered_dashboard_without_internet_links(manager_pa
     assert "max-age" not in headers.get("cache-control", "")
 
 
+def test_each_dashboard_carries_the_site_header_of_the_manager_logged_in(dashboard_server):
+    client = manager(dashboard_server)
+    for path in (PAGE, "/analysis/"):
+        page = open_page(client, path).decode()
+        header = re.search(r'<header class="mm-site-header">.*?</header>', page, re.S)
+        assert header, path
+        assert page.index('<header class="mm-site-header">') < page.index('id="rendered_cells"')
+        assert "metermatrix:site-header" not in page
+        assert f'<span class="mm-user" title="Logged in">{DEMO_MANAGER}</span>' in header[0]
+        assert 'href="/management/"' in header[0]
+        assert re.search(r'<form class="mm-logout" method="post" action="/management/logout">'
+                         r'\s*<input type="hidden" name="_xsrf" value="[^"]+"', header[0])
+
+
+def test_the_headers_log_out_works_with_its_token_and_only_with_it(dashboard_server):
+    client = manager(dashboard_server)
+    page = open_page(client, "/analysis/").decode()
+    token = re.search(r'name="_xsrf" value="([^"]+)"', page)
+    assert token
+    status, _, _ = client.request("POST", "/management/logout", {})
+    assert status == 403  # no token: refused, as the site's own log-out refuses it
+    status, headers, _ = client.request("POST", "/management/logout", {"_xsrf": token[1]})
+    assert (status, headers["location"]) == (303, "/management/login")
+    status, _, _ = client.request("GET", "/analysis/", headers={"Accept": "text/html"})
+    assert status == 302
+
+
 def test_the_kernel_websocket_answers_with_the_subprotocol_voila_chose(dashboard_server,
                                                                        manager_page):
     client, page = manager_page

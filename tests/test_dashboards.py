@@ -58,7 +58,7 @@ def test_the_dashboard_opens_on_the_period_and_region_of_the_url(source):
     table = board.tables["consumption"].value
     assert "<th>West</th>" in table and "<th>East</th>" not in table
     for chart in board.charts.values():
-        assert bytes(chart.value).startswith(b"\x89PNG")
+        assert chart.format == "svg+xml" and b"<svg" in bytes(chart.value)[:400]
 
 
 def test_unknown_url_parameters_fall_back_to_today_and_all_regions(source):
@@ -94,9 +94,24 @@ def test_an_impossible_custom_range_is_reported_and_nothing_is_redrawn(source):
                                                     "to": "2026-03-12"}, clock)
     assert "Custom range (2026-03-10 to 2026-03-12)" in board.redrawing.status.value
     assert not board.picker.first.disabled
-    board.picker.first.value = date(2026, 3, 14)
+    board.picker.first.value = "2026-03-14"
     assert "the end date is before the start date" in board.redrawing.status.value
     assert board.redrawing.redraws == 1
+
+
+def test_the_day_boxes_show_the_named_periods_first_and_last_day_in_iso_form(source):
+    board = dashboards.ManagementDashboard(source, {"period": "prev-month"}, clock)
+    assert (board.picker.first.value, board.picker.last.value) == ("2026-02-01", "2026-02-28")
+    assert board.picker.first.disabled and board.picker.last.disabled
+    board.picker.name.value = "current-week"
+    assert (board.picker.first.value, board.picker.last.value) == ("2026-03-16", "2026-03-18")
+    assert board.redrawing.redraws == 2  # showing the days redraws nothing more
+    board.picker.name.value = "custom"  # the custom range starts from the days shown
+    assert "Custom range (2026-03-16 to 2026-03-18)" in board.redrawing.status.value
+    board.picker.first.value = "1 Mar 2026"
+    assert "Custom range (2026-03-01 to 2026-03-18)" in board.redrawing.status.value
+    board.picker.last.value = "03/18/2026"
+    assert "YYYY-MM-DD" in board.redrawing.status.value
 
 
 def test_todays_totals_are_reused_until_the_database_changes(source, data_dir):
@@ -121,7 +136,7 @@ def test_the_explorer_names_meters_it_does_not_know(source):
     assert "unknown meters: 123456789" in explorer.redrawing.status.value
     explorer.meters.value = "555-555-555"
     assert explorer.frames.meter_ids == (CARLOS,)
-    assert all(bytes(chart.value).startswith(b"\x89PNG") for chart in explorer.charts.values())
+    assert all(b"<svg" in bytes(chart.value)[:400] for chart in explorer.charts.values())
 
 
 def test_the_explorer_without_meters_shows_the_first_two(source):

@@ -178,3 +178,30 @@ def test_region_sums_follow_every_put_clear_merge_move_and_reset() -> None:
     assert store.region_slots("West")[0].sum() == 0
     store.put(1001, 3, 250)
     assert store.region_slots("East")[0][3] == 250  # rows keep their region after a reset
+
+
+def heard_by_hand(store: TodayStore) -> int:
+    return len(store.totals()[0])
+
+
+def test_meters_heard_today_are_counted_through_put_clear_merge_and_reset() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    store = make_store(capacity=2)
+    for _ in range(400):  # grows the store; some meters lose their only reading again
+        meter_id, slot = int(rng.integers(1, 30)), int(rng.integers(48))
+        if store.get(meter_id, slot) is None:
+            store.put(meter_id, slot, 100)
+        elif rng.random() < 0.5:
+            store.clear(meter_id, slot)
+        assert store.heard_count() == heard_by_hand(store)
+    values = np.full((12, 48), 0xFFFF, np.uint16)
+    values[::2, 5] = 300  # six of twelve meters (half of them new) sent one reading
+    store.merge(np.arange(20, 32, dtype=np.int64), values)
+    assert store.heard_count() == heard_by_hand(store)
+    store.reset(date(2025, 2, 9))
+    assert store.heard_count() == 0
+    store.put(3, 0, 10)
+    store.put(3, 1, 10)
+    assert store.heard_count() == 1

@@ -1,8 +1,9 @@
 """Management accounts: log in and out, and a home page linking to the dashboards.
 
 Routes (see ``management_routes``): ``/management/login``, ``/management/logout`` and
-``/management`` (home). Logins share the residents' throttle (per address and per account).
-A resident's session does not count: the dashboards need a ``manager:`` session.
+``/management`` (home: today's headline figures and the dashboards). Logins share the
+residents' throttle (per address and per account). A resident's session does not count:
+the dashboards need a ``manager:`` session.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import tornado.web
 
 from metermatrix.accounts import verify_password
+from metermatrix.headlines import Headlines, stored_figures, today_headlines, yesterday_of
 from metermatrix.sessions import manager_user
 from metermatrix.voila import DASHBOARDS
 from metermatrix.web.base import BaseHandler, local_target
@@ -74,13 +76,23 @@ class ManagementLogoutHandler(BaseHandler):
 
 
 class ManagementHomeHandler(ManagementPage):
-    """/management: the dashboards a manager can open."""
+    """/management: today's headline figures and the dashboards a manager can open."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         if self.manager_name is None:
             self.redirect("/management/login?next=/management")
             return
-        self.render("management_home.html", dashboards=DASHBOARDS)
+        self.render("management_home.html", dashboards=DASHBOARDS,
+                    headlines=await self.headlines())
+
+    async def headlines(self) -> Headlines | None:
+        """Today's figures (None before the collector has started)."""
+        collector = self.service.collector
+        if collector is None:
+            return None
+        store = collector.store
+        stored = await self.service.readers.run(stored_figures, yesterday_of(store))
+        return today_headlines(store, stored, self.service.clock(), self.service.settings.tz)
 
 
 def management_routes() -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:

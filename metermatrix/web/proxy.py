@@ -6,6 +6,7 @@ connecting upstream first, so the browser is answered with the subprotocol Voila
 Every request and every upgrade checks the management login; Origin is compared with Host
 here because Tornado 6.6 asks ``check_origin`` only about cross-origin requests. Voila's
 shutdown beacon carries no XSRF token, so these paths check Origin instead of ``_xsrf``.
+A dashboard page gets the site's header (``siteheader.py``) as it streams through.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from tornado.httputil import HTTPHeaders, ResponseStartLine, parse_response_star
 
 from metermatrix.voila import DASHBOARDS, Dashboards, VoilaProcess
 from metermatrix.web.base import BaseHandler
+from metermatrix.web.siteheader import TEMPLATE as HEADER_TEMPLATE
+from metermatrix.web.siteheader import MarkerReplacer, is_page
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,7 @@ class HTTPProxyHandler(DashboardAccess):
         self._started = asyncio.Event()
         self._response_started = False
         self._gave_up = False
+        self._header: MarkerReplacer | None = None
 
     async def prepare(self) -> None:
         if self.manager_name is None:
@@ -140,6 +144,8 @@ class HTTPProxyHandler(DashboardAccess):
             if name.lower() not in DROPPED_REQUEST:
                 headers.add(name, value)
         headers["Authorization"] = f"token {child.token}"
+        if self.request.path == child.notebook.public_path:
+            headers.pop("Accept-Encoding", None)  # the page stays plain: its header goes in
         has_body = self.request.method in ("POST", "PUT", "PATCH")
         return HTTPRequest(
             f"http://127.0.0.1:{child.port}{self.request.uri}", method=self.request.method,
@@ -171,6 +177,8 @@ class HTTPProxyHandler(DashboardAccess):
             log.error("%s failed upstream: %s", self.request.uri, response.error)
             return self.send_error(502, reason="the dashboard is not reachable")
         if not self._finished:
+            if self._header is not None:
+                self.write(self._header.close())
             self.finish()
 
     def _on_header_line(self, line: str) -> None:
@@ -199,12 +207,16 @@ class HTTPProxyHandler(DashboardAccess):
         if (head.code == 200 and "Cache-Control" not in self._upstream_headers
                 and any(part in self.request.path for part in STATIC_PARTS)):
             self.set_header("Cache-Control", STATIC_CACHE)
+        if (head.code == 200 and is_page(self._upstream_headers.get("Content-Type"))
+                and "Content-Encoding" not in self._upstream_headers):
+            self._header = MarkerReplacer(self.render_string(HEADER_TEMPLATE,
+                                                             manager=self.manager_name))
 
     def _on_chunk(self, chunk: bytes) -> None:
         if self._gave_up or self._finished or self.request.connection is None:
             return
         self._start_response()
-        self.write(chunk)
+        self.write(self._header.feed(chunk) if self._header is not None else chunk)
         self.flush()
 
     def on_connection_close(self) -> None:
