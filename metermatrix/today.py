@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from metermatrix.slots import SLOT_LABELS, SLOTS_PER_DAY
-from metermatrix.storage.packing import group_slot_sums
+from metermatrix.storage.packing import group_slot_sums, offer_slots
 
 #: Cell value of an empty slot.
 MISSING = 0xFFFF
@@ -186,15 +186,8 @@ class TodayStore:
             raise ValueError(f"energy_wh outside 0..{self.max_reading_wh}")
         rows, new_meters = self._rows_for(meter_ids)
         keys = rows * SLOTS_PER_DAY + slots
-        order = np.argsort(keys, kind="stable")
-        starts = np.ones(len(keys), bool)
-        starts[1:] = keys[order][1:] != keys[order][:-1]
-        first = np.empty(len(keys), np.intp)
-        first[order] = order[starts][np.cumsum(starts) - 1]
         flat = self._values.reshape(-1)
-        held = flat[keys].astype(np.int64)
-        stored = (held == self.missing) & (first == np.arange(len(keys)))
-        kept = np.where(held != self.missing, held, energy_wh[first])
+        stored, kept = offer_slots(flat[keys], keys, energy_wh)
         flat[keys[stored]] = energy_wh[stored]
         if self.regions is not None:
             np.add.at(self._region_wh, (self._group[rows[stored]], slots[stored]),

@@ -333,3 +333,32 @@ def test_close_sums_every_region_as_its_meters_readings(storage: SQLiteStorage,
     assert {region: storage.region_slot_energy(region, D1, D1) for region in every} == before
     assert sum(wh for wh, _, _ in by_join.values()) == int(
         np.where(values != 0xFFFF, values, 0).sum())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_store_readings_in_bulk_answers_as_one_by_one_on_random_batches(
+        tmp_path: Path, seed: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    one, bulk = SQLiteStorage(tmp_path / "one.sqlite3"), SQLiteStorage(tmp_path / "bulk.sqlite3")
+    for storage in (one, bulk):  # D1 closed with readings, D2 imported for meter 9, D3 open
+        fill(storage, *(Reading(m, D1, s, 100 + m + s) for m in range(1, 8) for s in (0, 3)))
+        storage.close_day_from_readings(D1)
+        storage.import_daily_totals([DailyTotal(9, D2, 5000, 48)])
+    for _ in range(3):
+        batch = [Reading(int(rng.integers(1, 12)), [D1, D2, D3][int(rng.integers(3))],
+                         int(rng.integers(0, 6)), int(rng.choice([100, 104, 107, 250])))
+                 for _ in range(300)]
+        with one.transaction():
+            expected = [one.store_reading(reading) for reading in batch]
+        with bulk.transaction():
+            assert bulk.store_readings(batch) == expected
+    assert {"stored", "duplicate", "conflict", "imported"} <= set(expected)
+    for day in (D1, D2, D3):
+        assert bulk.readings_between(list(range(1, 12)), day, day) == \
+            one.readings_between(list(range(1, 12)), day, day)
+    assert bulk.daily_totals_between(None, D1, D3) == one.daily_totals_between(None, D1, D3)
+    assert bulk.region_days_between(D1, D3) == one.region_days_between(D1, D3)
+    one.close()
+    bulk.close()

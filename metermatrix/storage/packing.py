@@ -113,3 +113,22 @@ def group_slot_sums(codes: npt.NDArray[np.integer], groups: int,
                                          dtype=np.int64)
         readings[found] += np.add.reduceat(present, first, axis=0, dtype=np.int64)
     return energy, readings
+
+
+def offer_slots(held_wh: npt.NDArray[np.integer], keys: npt.NDArray[np.int64],
+                offered_wh: npt.NDArray[np.int64]
+                ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """Offer readings to cells at once, as one after the other would: (stored, kept_wh).
+
+    ``held_wh[i]`` is what cell ``keys[i]`` holds before the call (MISSING when empty).
+    The first offer of an empty cell is stored; every other offer of a cell is compared
+    with what the cell then holds (``kept_wh``): a duplicate if equal, else a conflict.
+    """
+    order = np.argsort(keys, kind="stable")
+    starts = np.ones(len(keys), bool)
+    starts[1:] = keys[order][1:] != keys[order][:-1]
+    first = np.empty(len(keys), np.intp)
+    first[order] = order[starts][np.cumsum(starts) - 1]
+    held = held_wh.astype(np.int64)
+    stored = (held == MISSING) & (first == np.arange(len(keys)))
+    return stored, np.where(held != MISSING, held, offered_wh[first])

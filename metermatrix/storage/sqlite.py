@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from importlib import resources
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from metermatrix.storage.packing import (
     ON_TIME,
     day_number,
     day_of_number,
+    offer_slots,
     pack_marks,
     pack_rows,
     unpack_marks,
@@ -46,6 +47,9 @@ from metermatrix.storage.packing import (
 from metermatrix.storage.sqlite_days import DayTables
 
 _CHUNK = 500  # ids per IN (...) list
+#: Outcome of each code ``_store_day_columns`` gives.
+_STORED, _DUPLICATE, _CONFLICT, _IMPORTED = 0, 1, 2, 3
+_OUTCOMES: list[Outcome] = ["stored", "duplicate", "conflict", "imported"]
 
 
 def _now_text() -> str:
@@ -256,35 +260,55 @@ class SQLiteStorage(DayTables, Storage):
         return "stored"
 
     def store_readings(self, readings: Sequence[Reading]) -> list[Outcome]:
-        """``store_reading`` for many readings: one read and one write of each meter's row."""
-        by_day: dict[date, list[int]] = {}
-        for index, reading in enumerate(readings):
-            _check_energy(reading.energy_wh)
-            by_day.setdefault(reading.day, []).append(index)
-        outcomes: list[Outcome] = ["stored"] * len(readings)
-        for day, indexes in by_day.items():
-            number, closed = day_number(day), self._is_closed(day)
-            old = self._rows_of(number, sorted({readings[i].meter_id for i in indexes}))
-            imported = self._imported(number, sorted({readings[i].meter_id for i in indexes
-                                                      if readings[i].meter_id not in old}))
-            changed: dict[int, tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]] = {}
-            for index in indexes:
-                reading = readings[index]
-                if reading.meter_id in imported:
-                    outcomes[index] = "imported"
-                    continue
-                values, marks = changed.get(reading.meter_id) or _copy_or_empty(
-                    old.get(reading.meter_id))
-                held = int(values[reading.slot])
-                if held != MISSING:
-                    outcomes[index] = "duplicate" if held == reading.energy_wh else "conflict"
-                    continue
-                values[reading.slot] = reading.energy_wh
-                marks[reading.slot] = LATE if closed else ON_TIME
-                changed[reading.meter_id] = (values, marks)
-            self.add_meters(meter_id for meter_id in changed if meter_id not in old)
-            self._write_rows(number, changed, old if closed else None)
-        return outcomes
+        """``store_reading`` for many readings: one read and one write of each meter's row.
+
+        Decided as columns, day by day, exactly as one reading after the other would be.
+        """
+        if not readings:
+            return []
+        energy = np.fromiter(map(attrgetter("energy_wh"), readings), np.int64, len(readings))
+        bad = np.flatnonzero((energy < 0) | (energy >= MISSING))
+        if len(bad):
+            _check_energy(int(energy[bad[0]]))
+        meter_ids = np.fromiter(map(attrgetter("meter_id"), readings), np.int64, len(readings))
+        slots = np.fromiter(map(attrgetter("slot"), readings), np.int64, len(readings))
+        days = [reading.day for reading in readings]
+        codes = np.zeros(len(readings), np.int64)
+        for day in set(days):
+            here = np.fromiter((d == day for d in days), bool, len(days))
+            codes[here] = self._store_day_columns(day, meter_ids[here], slots[here],
+                                                  energy[here])
+        return [_OUTCOMES[code] for code in codes.tolist()]
+
+    def _store_day_columns(self, day: date, meter_ids: npt.NDArray[np.int64],
+                           slots: npt.NDArray[np.int64], energy: npt.NDArray[np.int64]
+                           ) -> npt.NDArray[np.int64]:
+        """Store one day's readings; the outcome code of each (see ``_OUTCOMES``)."""
+        number, closed = day_number(day), self._is_closed(day)
+        unique = np.unique(meter_ids)
+        old = self._rows_of(number, unique.tolist())
+        imported = self.imported_meters(day, [m for m in unique.tolist() if m not in old])
+        values = np.full((len(unique), SLOTS_PER_DAY), MISSING, np.uint16)
+        marks = np.zeros((len(unique), SLOTS_PER_DAY), np.uint8)
+        for row, meter_id in enumerate(unique.tolist()):
+            if meter_id in old:
+                values[row], marks[row] = old[meter_id]
+        rows = np.searchsorted(unique, meter_ids)
+        blocked = np.isin(meter_ids, np.array(sorted(imported), np.int64))
+        keys = rows * SLOTS_PER_DAY + slots
+        held = values.reshape(-1)[keys].astype(np.int64)
+        # A refused meter's lines are refused whole: shown as held, never stored.
+        stored, kept = offer_slots(np.where(blocked, 0, held), keys, energy)
+        stored &= ~blocked
+        codes = np.where(kept == energy, _DUPLICATE, _CONFLICT)
+        codes[stored], codes[blocked] = _STORED, _IMPORTED
+        values.reshape(-1)[keys[stored]] = energy[stored]
+        marks.reshape(-1)[keys[stored]] = LATE if closed else ON_TIME
+        changed = np.unique(rows[stored]).tolist()
+        self.add_meters(int(unique[row]) for row in changed if int(unique[row]) not in old)
+        self._write_rows(number, {int(unique[row]): (values[row], marks[row])
+                                  for row in changed}, old if closed else None)
+        return codes
 
     def imported_meters(self, day: date, meter_ids: Sequence[int]) -> set[int]:
         """Meters of ``meter_ids`` whose total of ``day`` was imported without readings.
