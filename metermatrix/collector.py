@@ -24,6 +24,7 @@ from metermatrix.recovery import load_snapshot, read_meta, snapshot_path
 from metermatrix.slots import SLOT_LABELS
 from metermatrix.storage import (
     IMPORTED_DAY,
+    OUTCOMES,
     UNASSIGNED,
     Outcome,
     Reading,
@@ -239,13 +240,12 @@ async def accept_batch(collector: Collector, batch: ParsedBatch) -> BatchResult:
     if len(ids):
         waits.append(collector.writer.add_rows(day, ids, store.rows_of(ids),
                                                sorted(new_meters.tolist())))
-    others = [(line, Reading(meter_id, batch.days[day_code], slot, energy_wh))
-              for line, meter_id, day_code, slot, energy_wh in zip(
-                  batch.lines[~today].tolist(), batch.meter_ids[~today].tolist(),
-                  batch.day_index[~today].tolist(), batch.slots[~today].tolist(),
-                  batch.energy_wh[~today].tolist(), strict=True)]
-    readings = [reading for _, reading in others]
-    waits.append(collector.writer.store_many(readings) if readings else collector.writer.sync())
+    others = [(code, here) for code, other in enumerate(batch.days)
+              if other != day and (here := batch.day_index == code).any()]
+    for code, here in others:  # each other day's lines: decided by the database
+        waits.append(collector.writer.store_columns(
+            batch.days[code], batch.meter_ids[here], batch.slots[here], batch.energy_wh[here]))
+    waits.append(collector.writer.sync())
     try:
         results = await asyncio.gather(*waits)
     except StorageError as error:
@@ -257,13 +257,22 @@ async def accept_batch(collector: Collector, batch: ParsedBatch) -> BatchResult:
     if len(ids) and results[0]:
         _refuse_imported(collector, day, set(results[0]), meter_ids, slots, outcome)
     result = _open_day_result(lines, outcome, kept_wh, batch.errors)
-    for (line, _), late in zip(others, results[-1] or [], strict=True):
-        result.counts["conflict" if late == "imported" else late] += 1
-        if late == "imported":
-            result.errors.append((line, IMPORTED_DAY))
-        elif late == "conflict":
-            result.errors.append((line, _CONFLICT))
+    for (_, here), codes in zip(others, results[len(results) - len(others) - 1: -1],
+                                strict=True):
+        _add_other_day(result, batch.lines[here], codes)
     return result
+
+
+def _add_other_day(result: BatchResult, lines: npt.NDArray[np.int64],
+                   codes: npt.NDArray[np.int64]) -> None:
+    """Count the lines of a day other than the open one, as the database decided them."""
+    tally = np.bincount(codes, minlength=len(OUTCOMES))
+    for outcome, count in zip(OUTCOMES, tally.tolist(), strict=True):
+        result.counts["conflict" if outcome == "imported" else outcome] += count
+    result.errors.extend((line, _CONFLICT) for line in
+                         lines[codes == OUTCOMES.index("conflict")].tolist())
+    result.errors.extend((line, IMPORTED_DAY) for line in
+                         lines[codes == OUTCOMES.index("imported")].tolist())
 
 
 def _put_in_store(collector: Collector, meter_ids: npt.NDArray[np.int64],

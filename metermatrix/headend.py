@@ -14,6 +14,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 
 import numpy as np
 from tqdm import tqdm
@@ -37,12 +38,22 @@ from metermatrix.slots import SLOT_LABELS
 HEADEND_NAME = "simulator"
 
 
+@cache
+def _texts() -> tuple[list[str], list[str]]:
+    """Each reading [Wh] as the packet writes it (kWh, 3 decimals) and as the ledger does."""
+    return ([f"{wh / 1000:.3f}" for wh in range(1 << 16)],
+            [f"{wh / 1000},\"energy_wh\":{wh}," for wh in range(1 << 16)])
+
+
 def batch_body(meter_ids: Sequence[int], stamps: Sequence[str],
                energy_wh: np.ndarray) -> bytes:
     """NDJSON of every (meter, slot) of a block, meter-major: a line per packet."""
-    lines = [f'{{"id": {meter_id}, "timestamp": "{stamp}", "reading_kWh": {wh / 1000:.3f}}}'
-             for meter_id, row in zip(meter_ids, energy_wh.tolist(), strict=True)
-             for stamp, wh in zip(stamps, row, strict=True)]
+    kwh = _texts()[0]
+    heads = [f'{{"id": {meter_id}, "timestamp": "' for meter_id in meter_ids]
+    middles = [f'{stamp}", "reading_kWh": ' for stamp in stamps]
+    lines = [head + middle + kwh[wh] + "}"
+             for head, row in zip(heads, energy_wh.tolist(), strict=True)
+             for middle, wh in zip(middles, row, strict=True)]
     return "\n".join(lines).encode("ascii")
 
 
@@ -81,12 +92,14 @@ class Block:
         day, per = self.day.isoformat(), len(self.slots)
         tails = [f'"status":"{status}","day":"{day}","slot":"{SLOT_LABELS[slot]}"}}\n'
                  for slot in self.slots]
-        lines = [f'{{"id":{meter_id},"timestamp":"{stamp}","reading_kWh":{wh / 1000},'
-                 f'"energy_wh":{wh},{tail}'
-                 for row, (meter_id, readings) in enumerate(
-                     zip(self.meter_ids, self.energy_wh.tolist(), strict=True))
-                 for column, (stamp, tail, wh) in enumerate(
-                     zip(self.stamps, tails, readings, strict=True))
+        heads = [f'{{"id":{meter_id},"timestamp":"' for meter_id in self.meter_ids]
+        middles = [f'{stamp}","reading_kWh":' for stamp in self.stamps]
+        texts = _texts()[1]
+        lines = [head + middle + texts[wh] + tail
+                 for row, (head, readings) in enumerate(
+                     zip(heads, self.energy_wh.tolist(), strict=True))
+                 for column, (middle, tail, wh) in enumerate(
+                     zip(middles, tails, readings, strict=True))
                  if not skip or row * per + column + 1 not in skip]
         return "".join(lines).encode("ascii")
 

@@ -31,12 +31,14 @@ MAX_GROUP = 10_000
 @dataclass(slots=True)
 class _Request:
     kind: str  # "new" (today's, known new), "rows" (many of them), "any" (database
-    #            decides), "many" (a list of those), "job", "sync"
+    #            decides), "many" (a list of those), "columns" (one day's, as columns),
+    #            "job", "sync"
     future: asyncio.Future[Any]
     reading: Reading | None = None
     new_meter: bool = False
     #: "new": the meter's whole row in today's store once the reading was put in it;
-    #: "rows": (day, meter_ids, rows, new meter ids).
+    #: "rows": (day, meter_ids, rows, new meter ids); "columns": (day, meter_ids, slots,
+    #: energy_wh).
     row: Any = None
     readings: list[Reading] | None = None
     job: Callable[[Storage], Any] | None = None
@@ -92,6 +94,13 @@ class ReadingWriter:
     def store_many(self, readings: list[Reading]) -> asyncio.Future[list[Outcome]]:
         """``store`` for many readings in one commit: one outcome per reading, in order."""
         return self._submit(_Request("many", self._loop.create_future(), readings=readings))
+
+    def store_columns(self, day: date, meter_ids: npt.NDArray[np.int64],
+                      slots: npt.NDArray[np.int64], energy_wh: npt.NDArray[np.int64]
+                      ) -> asyncio.Future[npt.NDArray[np.int64]]:
+        """``store_many`` for one day's readings as columns: each one's index into OUTCOMES."""
+        return self._submit(_Request("columns", self._loop.create_future(),
+                                     row=(day, meter_ids, slots, energy_wh)))
 
     def store(self, reading: Reading) -> asyncio.Future[Outcome]:
         """Store a reading of any day, letting the database decide: stored/duplicate/conflict."""
@@ -151,6 +160,8 @@ class ReadingWriter:
                         request.result = storage.store_reading(request.reading)  # type: ignore[arg-type]
                     elif request.kind == "many":
                         request.result = storage.store_readings(request.readings or [])
+                    elif request.kind == "columns":
+                        request.result = storage.store_day_readings(*request.row)
         except Exception as error:  # noqa: BLE001 - every caller learns of the failure
             log.exception("commit of %d requests failed", len(requests))
             for request in requests:

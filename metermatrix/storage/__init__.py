@@ -6,6 +6,7 @@ from pathlib import Path
 
 from metermatrix.storage.base import (
     IMPORTED_DAY,
+    OUTCOMES,
     UNASSIGNED,
     DailyTotal,
     MeterRecord,
@@ -20,7 +21,7 @@ from metermatrix.storage.sqlite import SQLiteStorage
 
 __all__ = [
     "IMPORTED_DAY",
-    "UNASSIGNED", "DailyTotal", "MeterRecord", "Outcome", "Reading", "RegionDay",
+    "OUTCOMES", "UNASSIGNED", "DailyTotal", "MeterRecord", "Outcome", "Reading", "RegionDay",
     "SQLiteStorage", "SessionRecord", "Storage", "StorageError", "open_storage",
 ]
 

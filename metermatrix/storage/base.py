@@ -16,6 +16,8 @@ import numpy.typing as npt
 UNASSIGNED = "Unassigned"
 
 Outcome = Literal["stored", "duplicate", "conflict", "imported"]
+#: The outcome of each code ``Storage.store_day_readings`` answers with.
+OUTCOMES: tuple[Outcome, ...] = ("stored", "duplicate", "conflict", "imported")
 #: Why a reading for a day imported as a total is refused ("imported").
 IMPORTED_DAY = ("this day was imported as a total without half-hourly readings; its"
                 " readings are not added to it")
@@ -123,6 +125,17 @@ class Storage(abc.ABC):
     def store_readings(self, readings: Sequence[Reading]) -> list[Outcome]:
         """``store_reading`` for many readings, in order (backends may do it in bulk)."""
         return [self.store_reading(reading) for reading in readings]
+
+    def store_day_readings(self, day: date, meter_ids: npt.NDArray[np.int64],
+                           slots: npt.NDArray[np.int64], energy_wh: npt.NDArray[np.int64]
+                           ) -> npt.NDArray[np.int64]:
+        """``store_readings`` for one day's readings given as columns.
+
+        Returns the index into ``OUTCOMES`` of each reading's outcome.
+        """
+        readings = [Reading(m, day, s, wh) for m, s, wh in zip(
+            meter_ids.tolist(), slots.tolist(), energy_wh.tolist(), strict=True)]
+        return np.array([OUTCOMES.index(o) for o in self.store_readings(readings)], np.int64)
 
     @abc.abstractmethod
     def imported_meters(self, day: date, meter_ids: Sequence[int]) -> set[int]:

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import (
+    OUTCOMES,
     UNASSIGNED,
     MeterRecord,
     Outcome,
@@ -47,9 +48,8 @@ from metermatrix.storage.packing import (
 from metermatrix.storage.sqlite_days import DayTables
 
 _CHUNK = 500  # ids per IN (...) list
-#: Outcome of each code ``_store_day_columns`` gives.
+#: Indexes into OUTCOMES ("stored", "duplicate", "conflict", "imported").
 _STORED, _DUPLICATE, _CONFLICT, _IMPORTED = 0, 1, 2, 3
-_OUTCOMES: list[Outcome] = ["stored", "duplicate", "conflict", "imported"]
 
 
 def _now_text() -> str:
@@ -267,23 +267,23 @@ class SQLiteStorage(DayTables, Storage):
         if not readings:
             return []
         energy = np.fromiter(map(attrgetter("energy_wh"), readings), np.int64, len(readings))
-        bad = np.flatnonzero((energy < 0) | (energy >= MISSING))
-        if len(bad):
-            _check_energy(int(energy[bad[0]]))
         meter_ids = np.fromiter(map(attrgetter("meter_id"), readings), np.int64, len(readings))
         slots = np.fromiter(map(attrgetter("slot"), readings), np.int64, len(readings))
         days = [reading.day for reading in readings]
         codes = np.zeros(len(readings), np.int64)
         for day in set(days):
             here = np.fromiter((d == day for d in days), bool, len(days))
-            codes[here] = self._store_day_columns(day, meter_ids[here], slots[here],
+            codes[here] = self.store_day_readings(day, meter_ids[here], slots[here],
                                                   energy[here])
-        return [_OUTCOMES[code] for code in codes.tolist()]
+        return [OUTCOMES[code] for code in codes.tolist()]
 
-    def _store_day_columns(self, day: date, meter_ids: npt.NDArray[np.int64],
+    def store_day_readings(self, day: date, meter_ids: npt.NDArray[np.int64],
                            slots: npt.NDArray[np.int64], energy: npt.NDArray[np.int64]
                            ) -> npt.NDArray[np.int64]:
-        """Store one day's readings; the outcome code of each (see ``_OUTCOMES``)."""
+        """Store one day's readings given as columns; each one's index into ``OUTCOMES``."""
+        bad = np.flatnonzero((energy < 0) | (energy >= MISSING))
+        if len(bad):
+            _check_energy(int(energy[bad[0]]))
         number, closed = day_number(day), self._is_closed(day)
         unique = np.unique(meter_ids)
         old = self._rows_of(number, unique.tolist())
