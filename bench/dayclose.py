@@ -171,7 +171,7 @@ def bench_history(meters: int, history_days: int, work: Path) -> dict[str, objec
             db.execute("INSERT INTO daily_totals SELECT json_extract(value, '$[0]'), ?,"
                        " json_extract(value, '$[1]'), json_extract(value, '$[2]')"
                        " FROM json_each(?)",
-                       ((first + timedelta(days=index)).isoformat(),
+                       (day_number(first + timedelta(days=index)),
                         orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY)))
             db.commit()
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -356,6 +356,8 @@ def parse_args() -> argparse.Namespace:
                         help="the live server's --snapshot-hours (0.005 h = 18 s)")
     parser.add_argument("--history-days", type=int, default=30,
                         help="days of daily totals already stored for the 'history' close")
+    parser.add_argument("--history-meters", type=int, default=100_000,
+                        help="meters of the 'history' close")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS),
                         help="measure only these (the others are kept from the last results)")
     return parser.parse_args()
@@ -374,7 +376,7 @@ def part_memory(args: argparse.Namespace, work: Path) -> dict[str, float]:
 PARTS: dict[str, Callable[[argparse.Namespace, Path], object]] = {
     "memory": part_memory,
     "close": lambda args, work: [bench_close(meters, args.days, work) for meters in args.meters],
-    "history": lambda args, work: bench_history(100_000, args.history_days, work),
+    "history": lambda args, work: bench_history(args.history_meters, args.history_days, work),
     "snapshot": lambda args, work: [
         bench_snapshot(filled_store(meters, date(2026, 1, 1)), work, baselines=meters <= 100_000)
         for meters in args.meters],

@@ -27,7 +27,7 @@ RESULTS = BENCH / "results"
 README = BENCH / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 #: Benchmarks that take ``--meters``, run at 1.4 M meters with ``--city``.
-CITY_SCALE = ("cityscale", "firstpage")
+CITY_SCALE = ("cityscale", "firstpage", "singapore")
 
 
 def benchmarks() -> list[str]:
