@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -15,6 +16,7 @@ from metermatrix.backup import backup_database, verify_closed_days
 from metermatrix.batches import headend_key
 from metermatrix.masterdb import MasterFileError, export_master, import_master
 from metermatrix.sessions import resident_user, revoke_sessions
+from metermatrix.settings import ENV_DATABASE
 from metermatrix.signing import load_fleet_key, meter_key
 from metermatrix.storage import Storage, open_storage
 
@@ -29,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--data-dir", type=Path, default=Path("./data"),
                          help="the server's data folder (default: ./data)")
+        _database_option(sub)
         return sub
 
     sub = command("import", "load a master database JSON file (seed 1.4, with region)")
@@ -45,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input instead of asking")
     add.add_argument("--data-dir", type=Path, default=Path("./data"), help=argparse.SUPPRESS)
+    _database_option(add, hidden=True)
     sub = command("backup", "a consistent copy of the database, safe while the server runs")
     sub.add_argument("--out", type=Path, required=True, help="file to write")
     command("verify", "check that every closed day's totals are the sums of its readings")
@@ -63,7 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--user", required=True, type=session_user,
                         help="a resident's meter ID, or manager:USERNAME")
     revoke.add_argument("--data-dir", type=Path, default=Path("./data"), help=argparse.SUPPRESS)
+    _database_option(revoke, hidden=True)
     return parser
+
+
+def _database_option(parser: argparse.ArgumentParser, hidden: bool = False) -> None:
+    parser.add_argument(
+        "--database", default=os.environ.get(ENV_DATABASE, ""),
+        help=argparse.SUPPRESS if hidden else
+        "the server's PostgreSQL database, postgresql://USER@HOST:PORT/DB (default: "
+        f"${ENV_DATABASE}, else SQLite in --data-dir)")
 
 
 def session_user(text: str) -> str:
@@ -100,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
+    database: str = args.database
     needs_db = ("export", "close-day", "activation-code", "sessions", "backup", "verify")
-    if args.command in needs_db and not (data_dir / DB_NAME).exists():
+    if args.command in needs_db and not database and not (data_dir / DB_NAME).exists():
         raise FileNotFoundError(f"no master database in {data_dir} (wrong --data-dir?)")
     if args.command == "headend-key":
         print(headend_key(load_fleet_key(data_dir, create=False), args.name).hex())
@@ -111,12 +125,15 @@ def _run(args: argparse.Namespace) -> int:
         print(key.hex())
         return 0
     if args.command == "backup":
+        if database:
+            raise SystemExit("metermatrix backup copies the SQLite file; back up PostgreSQL"
+                             " with pg_dump or pg_basebackup")
         size = backup_database(data_dir / DB_NAME, args.out)
         print(f"backed up {data_dir / DB_NAME} to {args.out} ({size} bytes)")
         return 0
     if args.command == "verify":
-        return _verify(data_dir)
-    storage = open_storage(data_dir)
+        return _verify(data_dir, database)
+    storage = open_storage(data_dir, database=database)
     try:
         if args.command == "import":
             try:
@@ -163,8 +180,8 @@ def _print_codes(storage: Storage, args: argparse.Namespace) -> None:
     with open(args.out, "w", newline="", encoding="utf-8") as out:
         count = write_codes_csv(key, meters, out)
     print(f"wrote {count} activation codes to {args.out}")
-def _verify(data_dir: Path) -> int:
-    storage = open_storage(data_dir, readonly=True)
+def _verify(data_dir: Path, database: str) -> int:
+    storage = open_storage(data_dir, readonly=True, database=database)
     try:
         checks = verify_closed_days(storage)
     finally:

@@ -49,21 +49,23 @@ class MeterService:
             drift=timedelta(minutes=settings.drift_minutes),
         )
         self.fleet_key = load_fleet_key(settings.data_dir)
-        self.storage: Storage = open_storage(settings.data_dir)
+        self.storage: Storage = open_storage(settings.data_dir, database=settings.database)
         self.writer: ReadingWriter | None = None
         self.collector: Collector | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._snapshot_task: asyncio.Future[bool] | None = None
         # Reads that take more than a few milliseconds (a resident's page: its figures
         # and chart) run there, beside the event loop, so meters are answered meanwhile.
-        self.readers = Readers(settings.data_dir, settings.reader_processes)
+        self.readers = Readers(settings.data_dir, settings.reader_processes, settings.database)
 
     async def start(self) -> None:
         """Start the writer, close missed days, restore today and schedule the routines."""
         loop = asyncio.get_running_loop()
-        self.writer = ReadingWriter(lambda: open_storage(self.settings.data_dir), loop)
+        self.writer = ReadingWriter(
+            lambda: open_storage(self.settings.data_dir, database=self.settings.database), loop)
         self.writer.start()
         open_day = open_day_for(self.clock(), self.settings)
+        await self.writer.run(lambda storage: storage.prepare_days(open_day))
         missed = await self.writer.run(lambda storage: catch_up(storage, open_day))
         store = TodayStore(open_day, self.settings.max_reading_wh,
                            regions=MeterRegions.from_storage(self.storage))
@@ -109,6 +111,7 @@ class MeterService:
         await self.snapshot()
         closed = await self.collector.close_open_day()
         open_day = self.open_day  # late readings of days never closed (the server was down)
+        await self.writer.run(lambda storage: storage.prepare_days(open_day))
         await self.writer.run(lambda storage: catch_up(storage, open_day))
         prune_snapshots(self.settings.recovery_dir, keep_days=7, today=open_day)
         return closed
