@@ -183,6 +183,24 @@ def database_for(request: pytest.FixtureRequest, databases: list[str]) -> str | 
 
 
 @pytest.fixture
+def backend_database(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """A fresh PostgreSQL database's URL on the postgresql run of ``backend``, else None
+    (SQLite in the data folder). A test taking it runs on both backends."""
+    if backend == "sqlite":
+        yield None
+        return
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database()
+    yield url
+    cluster.drop_database(url)
+
+
+def database_args(database: str | None) -> list[str]:
+    """``--database URL`` for the metermatrix command, or nothing (SQLite)."""
+    return ["--database", database] if database else []
+
+
+@pytest.fixture
 def make_server(tmp_path: Path, request: pytest.FixtureRequest
                 ) -> Iterator[type[ServerProcess]]:
     """Start servers (``make_server(data_dir, timezone=...)``); all are stopped afterwards.

@@ -23,12 +23,17 @@ import pytest
 
 #: Set to 1 to make tests that need PostgreSQL fail rather than skip without it.
 ENV_REQUIRE = "METERMATRIX_REQUIRE_POSTGRES"
+#: A folder with the PostgreSQL binaries to use instead of searching for them.
+ENV_BIN = "METERMATRIX_POSTGRES_BIN"
 SUPERUSER = "metermatrix"
 
 
 def find_bin_dir() -> Path | None:
-    """The folder with initdb, pg_ctl and postgres: on PATH, or Debian's
-    /usr/lib/postgresql/<version>/bin (newest first)."""
+    """The folder with initdb, pg_ctl and postgres: $METERMATRIX_POSTGRES_BIN if set, else
+    on PATH, else Debian's /usr/lib/postgresql/<version>/bin (newest first)."""
+    chosen = os.environ.get(ENV_BIN)
+    if chosen is not None:
+        return Path(chosen) if (Path(chosen) / "initdb").exists() else None
     found = shutil.which("initdb")
     if found and shutil.which("pg_ctl"):
         return Path(os.path.realpath(found)).parent
