@@ -1,5 +1,5 @@
 """The ``metermatrix`` operator command: import, export, close-day, backup, verify, admin,
-meter-key, headend-key, activation-code, sessions."""
+meter-key, headend-key, activation-code, sessions, migrate."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from metermatrix.masterdb import MasterFileError, export_master, import_master
 from metermatrix.sessions import resident_user, revoke_sessions
 from metermatrix.settings import ENV_DATABASE
 from metermatrix.signing import load_fleet_key, meter_key
-from metermatrix.storage import Storage, open_storage
+from metermatrix.storage import Storage, is_postgres_url, open_storage
 
 DB_NAME = "metermatrix.sqlite3"
 
@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="a resident's meter ID, or manager:USERNAME")
     revoke.add_argument("--data-dir", type=Path, default=Path("./data"), help=argparse.SUPPRESS)
     _database_option(revoke, hidden=True)
+    sub = commands.add_parser("migrate", help="copy a data folder's SQLite database into "
+                              "PostgreSQL (resumable; counts checked at the end)")
+    sub.add_argument("--from", dest="source", type=Path, required=True, metavar="DATA_DIR",
+                     help="the data folder holding metermatrix.sqlite3")
+    sub.add_argument("--to", dest="target", required=True, metavar="postgresql://...",
+                     help="the PostgreSQL database to copy into")
     return parser
 
 
@@ -112,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "migrate":
+        return _migrate(args.source, args.target)
     data_dir: Path = args.data_dir
     database: str = args.database
     needs_db = ("export", "close-day", "activation-code", "sessions", "backup", "verify")
@@ -194,6 +202,25 @@ def _verify(data_dir: Path, database: str) -> int:
     print(f"verified {len(checks)} closed days: {checked} meter-days match their readings, "
           f"{len(differences)} differ, {unchecked} imported totals without readings")
     return 1 if differences else 0
+
+
+def _migrate(source: Path, target: str) -> int:
+    """``metermatrix migrate``: print each step, the counts, and exit 1 if they differ."""
+    if not is_postgres_url(target):
+        raise SystemExit("--to must be a postgresql:// URL")
+    from metermatrix.storage.to_postgres import MigrationError, migrate_to_postgres
+
+    try:
+        report = migrate_to_postgres(source, target, progress=print)
+    except MigrationError as error:
+        print(f"metermatrix migrate: {error}", file=sys.stderr)
+        return 1
+    if report.steps_skipped:
+        print(f"resumed: {report.steps_skipped} steps were done by an earlier run")
+    for what, count, _ in report.counts or []:
+        print(f"  {what}: {count}")
+    print(f"migrated {source} to PostgreSQL: {report.steps_done} steps, counts match")
+    return 0
 
 
 def run() -> None:
