@@ -38,6 +38,8 @@ SETTINGS: list[tuple[str, object, str]] = [
     ("voila_kernels", 2, "preheated kernels per dashboard notebook"),
     ("reader_processes", 1, "processes computing residents' pages beside the server "
                             "(0: a thread of the server)"),
+    ("workers", 1, "server processes sharing the port, each with its own writer "
+                   "(more than 1 needs --database postgresql://...)"),
     ("idle_timeout_s", 30.0, "close a connection that sends no request for this long [s]"),
     ("body_timeout_s", 30.0, "close a connection whose request body takes longer [s]"),
     ("max_connections", 10000, "open connections at most (lowered to fit the file limit)"),
@@ -74,6 +76,7 @@ class Settings:
     dashboards: bool = True
     reader_processes: int = 1
     voila_kernels: int = 2
+    workers: int = 1
     idle_timeout_s: float = 30.0
     body_timeout_s: float = 30.0
     max_connections: int = 10000
@@ -140,6 +143,9 @@ def validate_settings(settings: Settings, now: datetime | None = None) -> None:
     settings.close_at  # noqa: B018 - raises on a malformed time
     if settings.database and not settings.database.startswith(("postgresql://", "postgres://")):
         raise ValueError("database must be a postgresql:// URL (or empty for SQLite)")
+    if settings.workers < 1 or (settings.workers > 1 and not settings.database):
+        raise ValueError("workers must be at least 1; more than 1 share a PostgreSQL "
+                         "database (--database postgresql://...)")
     if not 0 < settings.max_reading_kwh <= MAX_CEILING_KWH:
         raise ValueError(f"max_reading_kwh must be above 0 and at most {MAX_CEILING_KWH}")
     if settings.late_days < 0 or settings.snapshot_hours <= 0:

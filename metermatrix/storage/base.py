@@ -85,6 +85,11 @@ class Storage(abc.ABC):
     def prepare_days(self, day: date) -> None:  # noqa: B027 - most backends need nothing
         """Make ready the storage of ``day``'s month and the next (PostgreSQL: partitions)."""
 
+    def try_lock_routines(self) -> bool:
+        """Whether this connection now holds the right to run the close and the snapshot,
+        among processes sharing the database (held until the connection ends)."""
+        return True
+
     # -- meters -----------------------------------------------------------------
     @abc.abstractmethod
     def add_meters(self, meter_ids: Iterable[int]) -> None:

@@ -22,6 +22,8 @@ from metermatrix.storage.postgres_readings import PostgresReadings
 
 #: Advisory lock key held while the schema is made (several processes may start at once).
 SCHEMA_LOCK = 0x4D4D_0001
+#: Advisory lock key of the worker that runs the day close and the snapshot.
+ROUTINES_LOCK = 0x4D4D_0003
 
 
 class PostgresStorage(PostgresReadings, Storage):
@@ -70,6 +72,12 @@ class PostgresStorage(PostgresReadings, Storage):
     def close(self) -> None:
         """Close the connection."""
         self._db.close()
+
+    def try_lock_routines(self) -> bool:
+        """Take the routines' advisory lock if free (session lock: freed when the
+        connection ends, a crash included)."""
+        row = self._db.execute("SELECT pg_try_advisory_lock(%s)", (ROUTINES_LOCK,)).fetchone()
+        return bool(row and row[0])
 
     def database_id(self) -> str:
         """A random id made with the database: tells one database from a copy of another."""

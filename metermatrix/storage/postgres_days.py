@@ -29,6 +29,10 @@ PARTITIONED = ("day_readings", "daily_totals")
 MONTHS_AHEAD = 2
 #: Advisory lock key held while partitions are made (several processes may write at once).
 PARTITION_LOCK = 0x4D4D_0002
+#: First key of the per-day advisory locks (the second is the day number): a write of a
+#: day's readings holds it shared, the day's close exclusive, so that a reading committed
+#: by another process while the day closes is either in the close or amends it after.
+DAY_LOCK = 0x4D4D
 
 
 def month_span(number: int) -> tuple[date, int, int]:
@@ -86,6 +90,11 @@ class PostgresDays:
             self._ensure_month(number)
             number = month_span(number)[2]
 
+    def _lock_day(self, number: int, exclusive: bool = False) -> None:
+        """Hold day ``number``'s advisory lock until the transaction ends."""
+        kind = "" if exclusive else "_shared"
+        self._db.execute(f"SELECT pg_advisory_xact_lock{kind}(%s, %s)", (DAY_LOCK, number))
+
     # -- regions of meters ----------------------------------------------------------
     def region_of_meters(self, meter_ids: npt.NDArray[np.int64]) -> list[str]:
         """The region of each meter (UNASSIGNED without one), in the order given."""
@@ -131,12 +140,14 @@ class PostgresDays:
     def close_day(self, day: date, totals: Iterable[tuple[int, int, int]]) -> None:
         """Record (meter_id, energy_wh, readings) totals for ``day`` and mark it closed."""
         with self.transaction():
+            self._lock_day(day_number(day), exclusive=True)
             self._put_totals(day_number(day), totals)
             self._mark_closed(day)
 
     def close_day_from_readings(self, day: date) -> int:
         """Close ``day`` from its stored readings; returns the number of meters totalled."""
         with self.transaction():
+            self._lock_day(day_number(day), exclusive=True)
             matrix = self._total_readings(day)
             self._mark_closed(day, matrix)
             row = self._db.execute("SELECT COUNT(*) FROM daily_totals WHERE day = %s",
@@ -320,6 +331,7 @@ class PostgresDays:
         with self.transaction():
             closed = set(self.closed_days())
             for day in sorted(by_day):
+                self._lock_day(day_number(day), exclusive=True)
                 if day not in closed:
                     self._total_readings(day)
                 self._put_totals(day_number(day), ((t.meter_id, t.energy_wh, t.readings)

@@ -131,6 +131,7 @@ class PostgresReadings(PostgresDays):
         with self.transaction():
             for day, group in by_day.items():
                 number = day_number(day)
+                self._lock_day(number)
                 ids = sorted({r.meter_id for r in group})
                 if not self._is_closed(day):
                     values = np.full((len(ids), SLOTS_PER_DAY), MISSING, np.uint16)
@@ -156,6 +157,7 @@ class PostgresReadings(PostgresDays):
         """Write whole rows of ``day`` from today's store; on a closed day they amend it."""
         number = day_number(day)
         with self.transaction():
+            self._lock_day(number)
             if not self._is_closed(day):
                 self._merge_rows(number, meter_ids, np.asarray(rows, np.uint16))
                 return
@@ -177,6 +179,7 @@ class PostgresReadings(PostgresDays):
         _check_energy(reading.energy_wh)
         number, slot = day_number(reading.day), reading.slot
         with self.transaction():
+            self._lock_day(number)
             closed = self._is_closed(reading.day)
             if closed and self._imported(number, [reading.meter_id]):
                 return "imported"
