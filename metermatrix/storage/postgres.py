@@ -45,6 +45,13 @@ class PostgresStorage(PostgresReadings, Storage):
             self._create_schema()
 
     def _create_schema(self) -> None:
+        """Run postgres_schema.sql unless its last objects exist (its CREATE INDEX IF NOT
+        EXISTS would wait for every open write transaction on the tables)."""
+        row = self._db.execute(
+            "SELECT to_regclass('login_attempts') IS NOT NULL AND EXISTS (SELECT 1 FROM"
+            " pg_proc WHERE proname = 'metermatrix_merge_slots')").fetchone()
+        if row and row[0] and self.database_id():
+            return
         script = resources.files(__package__).joinpath("postgres_schema.sql").read_text()
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
