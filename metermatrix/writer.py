@@ -142,11 +142,7 @@ class ReadingWriter:
         try:
             with metrics.timed_commit(len(requests)), storage.transaction():
                 _put_rows(storage, requests)
-                for request in requests:
-                    if request.kind == "any":
-                        request.result = storage.store_reading(request.reading)  # type: ignore[arg-type]
-                    elif request.kind == "many":
-                        request.result = storage.store_readings(request.readings or [])
+                _store_decided(storage, requests)
         except Exception as error:  # noqa: BLE001 - every caller learns of the failure
             log.exception("commit of %d requests failed", len(requests))
             for request in requests:
@@ -184,6 +180,24 @@ def _put_rows(storage: Storage, requests: list[_Request]) -> None:
     for day, by_meter in latest.items():
         ids = list(by_meter)
         storage.put_day_rows(day, ids, np.stack([by_meter[m] for m in ids]))
+
+
+def _store_decided(storage: Storage, requests: list[_Request]) -> None:
+    """The readings the database decides ("any" and "many"), in queue order, in one call."""
+    decided = [request for request in requests if request.kind in ("any", "many")]
+    if not decided:
+        return
+    readings: list[Reading] = []
+    for request in decided:
+        readings.extend(request.readings or [] if request.kind == "many"
+                        else [request.reading])  # type: ignore[list-item]
+    outcomes = storage.store_readings(readings)
+    at = 0
+    for request in decided:
+        count = len(request.readings or []) if request.kind == "many" else 1
+        part = outcomes[at:at + count]
+        request.result = part if request.kind == "many" else part[0]
+        at += count
 
 
 def _resolve(requests: list[_Request]) -> None:
