@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +21,14 @@ from metermatrix.logfilter import limit_repeats
 from metermatrix.routines import open_day_for
 from metermatrix.service import MeterService
 from metermatrix.settings import Settings, add_arguments, settings_from_args
+from metermatrix.storage import open_storage
 from metermatrix.voila import Dashboards
 from metermatrix.web.app import make_app
 from metermatrix.web.connections import MeterHTTPServer
 from metermatrix.web.management import management_routes
 from metermatrix.web.operations import watch_server
 from metermatrix.web.proxy import proxy_routes
+from metermatrix.workers import run_workers
 
 log = logging.getLogger("metermatrix.server")
 HERE = Path(__file__).resolve().parent
@@ -53,11 +56,23 @@ def start_simulator(settings: Settings) -> subprocess.Popen[bytes]:
                              "--clock-offset-s", repr(settings.clock_offset_s)])
 
 
-async def serve(settings: Settings, with_simulator: bool = False) -> None:
-    """Run the server until SIGINT or SIGTERM, then shut down cleanly."""
+def load_demo_data(settings: Settings) -> None:
+    """Load testing_data/ into an empty database (with --demo)."""
+    storage = open_storage(settings.data_dir, database=settings.database)
+    try:
+        now = offset_clock(settings.clock_offset_s)()
+        load_demo(storage, demo_yesterday(open_day_for(now, settings)))
+    finally:
+        storage.close()
+
+
+async def serve(settings: Settings, with_simulator: bool = False,
+                sockets: list[socket.socket] | None = None, worker: int = 0) -> None:
+    """Run the server (or one worker of ``--workers``, on the parent's ``sockets``) until
+    SIGINT or SIGTERM, then shut down cleanly."""
+    if settings.demo and sockets is None:
+        load_demo_data(settings)
     service = MeterService(settings, clock=offset_clock(settings.clock_offset_s))
-    if settings.demo:
-        load_demo(service.storage, demo_yesterday(open_day_for(service.clock(), settings)))
     await service.start()
     dashboards = Dashboards(settings) if settings.dashboards else None
     if dashboards is not None:
@@ -68,9 +83,15 @@ async def serve(settings: Settings, with_simulator: bool = False) -> None:
                              body_timeout=settings.body_timeout_s,
                              max_connections=settings.max_connections)
     watch_server(service, lambda: server.open_connections)
-    server.listen(settings.port, settings.host)
+    if sockets is None:
+        server.listen(settings.port, settings.host)
+    else:
+        server.add_sockets(sockets)
     url = f"http://{settings.host}:{settings.port}"
-    print(f"MeterMatrix listening on {url}/  (data in {settings.data_dir})", flush=True)
+    where = f"worker {worker} of {settings.workers}, " if sockets is not None else ""
+    print(f"MeterMatrix listening on {url}/  ({where}data in {settings.data_dir})", flush=True)
+    if worker:
+        with_simulator = False
     print(f"  residents:  {url}/register  {url}/profile", flush=True)
     if dashboards is not None:
         print(f"  management: {url}/management-dashboard/  {url}/analysis/", flush=True)
@@ -100,6 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit_repeats()
+    if settings.workers > 1:
+        if settings.demo:
+            load_demo_data(settings)
+        run_workers(settings, lambda sockets, index: asyncio.run(
+            serve(settings, args.with_simulator, sockets, index)))
+        return
     asyncio.run(serve(settings, with_simulator=args.with_simulator))
 
 

@@ -1,10 +1,11 @@
 """The ``metermatrix`` operator command: import, export, close-day, backup, verify, admin,
-meter-key, headend-key, activation-code, sessions."""
+meter-key, headend-key, activation-code, sessions, migrate."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -15,8 +16,9 @@ from metermatrix.backup import backup_database, verify_closed_days
 from metermatrix.batches import headend_key
 from metermatrix.masterdb import MasterFileError, export_master, import_master
 from metermatrix.sessions import resident_user, revoke_sessions
+from metermatrix.settings import ENV_DATABASE
 from metermatrix.signing import load_fleet_key, meter_key
-from metermatrix.storage import Storage, open_storage
+from metermatrix.storage import Storage, is_postgres_url, open_storage
 
 DB_NAME = "metermatrix.sqlite3"
 
@@ -29,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--data-dir", type=Path, default=Path("./data"),
                          help="the server's data folder (default: ./data)")
+        _database_option(sub)
         return sub
 
     sub = command("import", "load a master database JSON file (seed 1.4, with region)")
@@ -45,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input instead of asking")
     add.add_argument("--data-dir", type=Path, default=Path("./data"), help=argparse.SUPPRESS)
+    _database_option(add, hidden=True)
     sub = command("backup", "a consistent copy of the database, safe while the server runs")
     sub.add_argument("--out", type=Path, required=True, help="file to write")
     command("verify", "check that every closed day's totals are the sums of its readings")
@@ -63,7 +67,22 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--user", required=True, type=session_user,
                         help="a resident's meter ID, or manager:USERNAME")
     revoke.add_argument("--data-dir", type=Path, default=Path("./data"), help=argparse.SUPPRESS)
+    _database_option(revoke, hidden=True)
+    sub = commands.add_parser("migrate", help="copy a data folder's SQLite database into "
+                              "PostgreSQL (resumable; counts checked at the end)")
+    sub.add_argument("--from", dest="source", type=Path, required=True, metavar="DATA_DIR",
+                     help="the data folder holding metermatrix.sqlite3")
+    sub.add_argument("--to", dest="target", required=True, metavar="postgresql://...",
+                     help="the PostgreSQL database to copy into")
     return parser
+
+
+def _database_option(parser: argparse.ArgumentParser, hidden: bool = False) -> None:
+    parser.add_argument(
+        "--database", default=os.environ.get(ENV_DATABASE, ""),
+        help=argparse.SUPPRESS if hidden else
+        "the server's PostgreSQL database, postgresql://USER@HOST:PORT/DB (default: "
+        f"${ENV_DATABASE}, else SQLite in --data-dir)")
 
 
 def session_user(text: str) -> str:
@@ -99,9 +118,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "migrate":
+        return _migrate(args.source, args.target)
     data_dir: Path = args.data_dir
+    database: str = args.database
     needs_db = ("export", "close-day", "activation-code", "sessions", "backup", "verify")
-    if args.command in needs_db and not (data_dir / DB_NAME).exists():
+    if args.command in needs_db and not database and not (data_dir / DB_NAME).exists():
         raise FileNotFoundError(f"no master database in {data_dir} (wrong --data-dir?)")
     if args.command == "headend-key":
         print(headend_key(load_fleet_key(data_dir, create=False), args.name).hex())
@@ -111,12 +133,15 @@ def _run(args: argparse.Namespace) -> int:
         print(key.hex())
         return 0
     if args.command == "backup":
+        if database:
+            raise SystemExit("metermatrix backup copies the SQLite file; back up PostgreSQL"
+                             " with pg_dump or pg_basebackup")
         size = backup_database(data_dir / DB_NAME, args.out)
         print(f"backed up {data_dir / DB_NAME} to {args.out} ({size} bytes)")
         return 0
     if args.command == "verify":
-        return _verify(data_dir)
-    storage = open_storage(data_dir)
+        return _verify(data_dir, database)
+    storage = open_storage(data_dir, database=database)
     try:
         if args.command == "import":
             try:
@@ -163,8 +188,8 @@ def _print_codes(storage: Storage, args: argparse.Namespace) -> None:
     with open(args.out, "w", newline="", encoding="utf-8") as out:
         count = write_codes_csv(key, meters, out)
     print(f"wrote {count} activation codes to {args.out}")
-def _verify(data_dir: Path) -> int:
-    storage = open_storage(data_dir, readonly=True)
+def _verify(data_dir: Path, database: str) -> int:
+    storage = open_storage(data_dir, readonly=True, database=database)
     try:
         checks = verify_closed_days(storage)
     finally:
@@ -177,6 +202,25 @@ def _verify(data_dir: Path) -> int:
     print(f"verified {len(checks)} closed days: {checked} meter-days match their readings, "
           f"{len(differences)} differ, {unchecked} imported totals without readings")
     return 1 if differences else 0
+
+
+def _migrate(source: Path, target: str) -> int:
+    """``metermatrix migrate``: print each step, the counts, and exit 1 if they differ."""
+    if not is_postgres_url(target):
+        raise SystemExit("--to must be a postgresql:// URL")
+    from metermatrix.storage.to_postgres import MigrationError, migrate_to_postgres
+
+    try:
+        report = migrate_to_postgres(source, target, progress=print)
+    except MigrationError as error:
+        print(f"metermatrix migrate: {error}", file=sys.stderr)
+        return 1
+    if report.steps_skipped:
+        print(f"resumed: {report.steps_skipped} steps were done by an earlier run")
+    for what, count, _ in report.counts or []:
+        print(f"  {what}: {count}")
+    print(f"migrated {source} to PostgreSQL: {report.steps_done} steps, counts match")
+    return 0
 
 
 def run() -> None:

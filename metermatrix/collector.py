@@ -69,15 +69,19 @@ class Receipt:
 class Collector:
     """Today's store and the writer, kept in step; the state the /meter handler uses."""
 
-    def __init__(self, store: TodayStore, writer: ReadingWriter) -> None:
+    def __init__(self, store: TodayStore, writer: ReadingWriter, shared: bool = False) -> None:
         self.store = store
         self.writer = writer
         #: Meters whose total of the open day was imported (``metermatrix import``, found
         #: by the writer in the commit): their packets of the day are refused at once.
         self.imported: set[int] = set()
+        #: Several processes write the database (``--workers``): it decides every packet.
+        self.shared = shared
 
     async def accept(self, packet: Packet) -> Receipt:
         """File a validated packet; returns only once a stored reading is durable."""
+        if self.shared and packet.day == self.store.day:
+            return await self._accept_shared(packet)
         if packet.day != self.store.day:
             reading = Reading(packet.meter_id, packet.day, packet.slot, packet.energy_wh)
             try:
@@ -101,6 +105,32 @@ class Collector:
                 return Receipt("imported", packet)
             raise NotStoredError("the first copy of this reading failed to store")
         return Receipt("duplicate", packet)
+
+    async def _accept_shared(self, packet: Packet) -> Receipt:
+        """An open-day packet decided by the database; today's store keeps what it learns."""
+        reading = Reading(packet.meter_id, packet.day, packet.slot, packet.energy_wh)
+        try:
+            outcome = await self.writer.store(reading)
+            stored_wh: int | None = None
+            if outcome == "conflict":
+                held = await self.writer.run(lambda storage: storage.readings_between(
+                    [reading.meter_id], reading.day, reading.day))
+                stored_wh = next((r.energy_wh for r in held if r.slot == reading.slot), None)
+        except StorageError as error:
+            raise NotStoredError(str(error)) from error
+        if outcome in ("stored", "duplicate") and self.store.day == packet.day:
+            if self.store.get(packet.meter_id, packet.slot) is None:
+                self.store.put_stored(packet.meter_id, packet.slot, packet.energy_wh)
+        return Receipt(outcome, packet, stored_wh)
+
+    async def roll_open_day(self) -> date:
+        """Open the next day without closing this one (another process closes it)."""
+        day = self.store.day
+        self.store.reset(day + timedelta(days=1))
+        ids, values = await self.writer.run(
+            lambda storage: storage.day_matrix(day + timedelta(days=1)))
+        self.store.merge(ids, values)
+        return day
 
     async def _store_new(self, packet: Packet) -> Receipt:
         store, day = self.store, self.store.day

@@ -33,7 +33,7 @@ from metermatrix.regioncharts import figure_svg
 from metermatrix.regionmap import region_map_figure
 from metermatrix.slots import local_day
 from metermatrix.storage import Storage, open_storage
-from metermatrix.voila import ENV_DATA_DIR, ENV_TIMEZONE, KERNEL_WARM_MARKER
+from metermatrix.voila import ENV_DATA_DIR, ENV_DATABASE, ENV_TIMEZONE, KERNEL_WARM_MARKER
 
 ALL_REGIONS = "all"
 #: After the database changed, today's totals younger than this are still reused [s].
@@ -74,13 +74,13 @@ def request_query(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 class DataSource:
     """The data folder opened read-only, with the meters cached between refreshes."""
 
-    def __init__(self, data_dir: Path, timezone: str) -> None:
+    def __init__(self, data_dir: Path, timezone: str, database: str = "") -> None:
         self.data_dir = data_dir
         self.tz = ZoneInfo(timezone)
-        if not (data_dir / "metermatrix.sqlite3").is_file():
+        if not database and not (data_dir / "metermatrix.sqlite3").is_file():
             raise FileNotFoundError(f"no MeterMatrix database in {data_dir.resolve()}; set "
                                     f"{ENV_DATA_DIR} to the server's data folder")
-        self.storage: Storage = open_storage(data_dir, readonly=True)
+        self.storage: Storage = open_storage(data_dir, readonly=True, database=database)
         self.directory = regions.MeterDirectory()
         self.first_days = regions.FirstDays()
         self._snapshot: tuple[float, int, regions.Snapshot] | None = None
@@ -88,10 +88,12 @@ class DataSource:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> DataSource:
         """The folder in METERMATRIX_DATA_DIR (default: ``data`` in the repository, where
-        ``make run`` keeps it) and the zone in METERMATRIX_TIMEZONE (default UTC)."""
+        ``make run`` keeps it), the zone in METERMATRIX_TIMEZONE (default UTC) and the
+        database in METERMATRIX_DATABASE (default: SQLite in the folder)."""
         env = os.environ if environ is None else environ
         default = Path(__file__).resolve().parents[1] / "data"
-        return cls(Path(env.get(ENV_DATA_DIR, str(default))), env.get(ENV_TIMEZONE, "UTC"))
+        return cls(Path(env.get(ENV_DATA_DIR, str(default))), env.get(ENV_TIMEZONE, "UTC"),
+                   env.get(ENV_DATABASE, ""))
 
     def warm_up(self) -> DataSource:
         """Read the meters and today's totals and draw one small figure, so the first real

@@ -39,17 +39,17 @@ _local = threading.local()  # this process's (or reader thread's) connection
 averages = RegionAverageCache()
 
 
-def _open(data_dir: Path) -> None:
-    _local.storage = open_storage(data_dir)
+def _open(data_dir: Path, database: str = "") -> None:
+    _local.storage = open_storage(data_dir, database=database)
 
 
-def _open_in_process(data_dir: Path, server_pid: int) -> None:
+def _open_in_process(data_dir: Path, server_pid: int, database: str = "") -> None:
     """A reader process's start: its connection, and an end when the server ends.
 
     A server killed outright (kill -9) cannot stop its readers; each one watches its
     parent and exits once it is gone.
     """
-    _open(data_dir)
+    _open(data_dir, database)
 
     def watch_parent() -> None:
         while os.getppid() == server_pid:
@@ -77,16 +77,16 @@ def _ready(_: Storage) -> bool:
 class Readers:
     """A pool of reader processes (or one reader thread) over a data folder's database."""
 
-    def __init__(self, data_dir: Path, processes: int = 1) -> None:
+    def __init__(self, data_dir: Path, processes: int = 1, database: str = "") -> None:
         self.processes = processes
         self._executor: Executor
         if processes > 0:
             self._executor = ProcessPoolExecutor(
                 processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_open_in_process, initargs=(data_dir, os.getpid()))
+                initializer=_open_in_process, initargs=(data_dir, os.getpid(), database))
         else:
             self._executor = ThreadPoolExecutor(1, "reader", initializer=_open,
-                                                initargs=(data_dir,))
+                                                initargs=(data_dir, database))
 
     def warm_up(self) -> None:
         """Start the readers now (imports take a second), so the first page need not wait."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
@@ -29,6 +30,9 @@ from metermatrix.writer import ReadingWriter
 
 log = logging.getLogger(__name__)
 
+#: How often a worker of ``--workers`` that does not run the routines asks for them [s].
+LEADER_RETRY_S = 2.0
+
 
 def utc_now() -> datetime:
     """The current instant, timezone-aware."""
@@ -49,33 +53,53 @@ class MeterService:
             drift=timedelta(minutes=settings.drift_minutes),
         )
         self.fleet_key = load_fleet_key(settings.data_dir)
-        self.storage: Storage = open_storage(settings.data_dir)
+        self.storage: Storage = open_storage(settings.data_dir, database=settings.database)
         self.writer: ReadingWriter | None = None
+        # With several workers the database decides each packet, and one worker (the
+        # holder of the routines lock) runs the close and the snapshot.
+        self.shared = settings.workers > 1
+        self.leader = not self.shared
         self.collector: Collector | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._snapshot_task: asyncio.Future[bool] | None = None
         # Reads that take more than a few milliseconds (a resident's page: its figures
         # and chart) run there, beside the event loop, so meters are answered meanwhile.
-        self.readers = Readers(settings.data_dir, settings.reader_processes)
+        self.readers = Readers(settings.data_dir, settings.reader_processes, settings.database)
 
     async def start(self) -> None:
         """Start the writer, close missed days, restore today and schedule the routines."""
         loop = asyncio.get_running_loop()
-        self.writer = ReadingWriter(lambda: open_storage(self.settings.data_dir), loop)
+        self.writer = ReadingWriter(
+            lambda: open_storage(self.settings.data_dir, database=self.settings.database), loop)
         self.writer.start()
         open_day = open_day_for(self.clock(), self.settings)
+        await self.writer.run(lambda storage: storage.prepare_days(open_day))
         missed = await self.writer.run(lambda storage: catch_up(storage, open_day))
         store = TodayStore(open_day, self.settings.max_reading_wh,
                            regions=MeterRegions.from_storage(self.storage))
-        self.collector = Collector(store, self.writer)
+        self.collector = Collector(store, self.writer, shared=self.shared)
         restored = self.collector.restore(self.storage, open_day)
-        merged = await self.collector.merge_snapshot(self.settings.recovery_dir,
-                                                     self.storage.database_id())
+        self._try_to_lead()
+        merged = 0
+        if self.leader:
+            merged = await self.collector.merge_snapshot(self.settings.recovery_dir,
+                                                         self.storage.database_id())
         log.info("open day %s: %d readings restored, %d merged from recovery, %d days caught up",
                  open_day, restored, merged, len(missed))
         self._schedule_close()
         self._schedule_snapshot()
         self.readers.warm_up()
+
+    def _try_to_lead(self) -> None:
+        """Take the routines (close, snapshot) if no other worker holds them; retry later."""
+        if not self.leader:
+            self.leader = self.storage.try_lock_routines()
+            if self.leader:
+                log.info("this worker (pid %d) now runs the day close and the snapshots",
+                         os.getpid())
+        if not self.leader:
+            loop = asyncio.get_running_loop()
+            self._timers.append(loop.call_later(LEADER_RETRY_S, self._try_to_lead))
 
     @property
     def open_day(self) -> date:
@@ -92,9 +116,18 @@ class MeterService:
 
     async def _close(self) -> None:
         try:
-            await self.close_due_days()
+            if self.leader:
+                await self.close_due_days()
+            else:
+                await self.follow_due_days()
         finally:
             self._schedule_close()
+
+    async def follow_due_days(self) -> None:
+        """A worker without the routines: open the next day in today's store (a cache)."""
+        assert self.collector is not None
+        while self.open_day < open_day_for(self.clock(), self.settings):
+            await self.collector.roll_open_day()
 
     async def close_due_days(self) -> list[date]:
         """Close the open day only once the clock has passed its close (timers may fire early)."""
@@ -109,6 +142,7 @@ class MeterService:
         await self.snapshot()
         closed = await self.collector.close_open_day()
         open_day = self.open_day  # late readings of days never closed (the server was down)
+        await self.writer.run(lambda storage: storage.prepare_days(open_day))
         await self.writer.run(lambda storage: catch_up(storage, open_day))
         prune_snapshots(self.settings.recovery_dir, keep_days=7, today=open_day)
         return closed
@@ -127,6 +161,8 @@ class MeterService:
     async def snapshot(self) -> bool:
         """Write today's store to the recovery JSON in a forked child; True on success."""
         assert self.collector is not None
+        if not self.leader:
+            return False  # the leading worker writes the snapshot
         if self._snapshot_task is not None and not self._snapshot_task.done():
             return await self._snapshot_task
         path = snapshot_path(self.settings.recovery_dir, self.open_day)
@@ -147,7 +183,7 @@ class MeterService:
         if self.writer is not None:
             await self.writer.sync()
             self.writer.stop()
-        if self.collector is not None:
+        if self.collector is not None and self.leader:
             try:
                 write_snapshot(self.collector.store,
                                snapshot_path(self.settings.recovery_dir, self.open_day),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -17,6 +18,9 @@ SETTINGS: list[tuple[str, object, str]] = [
     ("port", 8000, "TCP port the web server listens on"),
     ("host", "127.0.0.1", "address the web server binds to"),
     ("data_dir", "./data", "folder for everything the server writes"),
+    ("database", "", "master database: a postgresql://USER@HOST:PORT/DB URL (default, or "
+                     "empty: SQLite in --data-dir; settings, keys and recovery stay there); "
+                     "default from $METERMATRIX_DATABASE"),
     ("timezone", "UTC", "the utility's time zone for slot labels and day boundaries"),
     ("demo", True, "load testing_data/ into an empty data folder on start"),
     ("insecure_meters", False, "accept unsigned meter packets (trusted networks only)"),
@@ -34,12 +38,17 @@ SETTINGS: list[tuple[str, object, str]] = [
     ("voila_kernels", 2, "preheated kernels per dashboard notebook"),
     ("reader_processes", 1, "processes computing residents' pages beside the server "
                             "(0: a thread of the server)"),
+    ("workers", 1, "server processes sharing the port, each with its own writer "
+                   "(more than 1 needs --database postgresql://...)"),
     ("idle_timeout_s", 30.0, "close a connection that sends no request for this long [s]"),
     ("body_timeout_s", 30.0, "close a connection whose request body takes longer [s]"),
     ("max_connections", 10000, "open connections at most (lowered to fit the file limit)"),
     ("clock_offset_s", 0.0, "for tests only: run the server's clock this far ahead [s]"),
 ]
 
+
+#: Environment variable naming the master database when --database is not given.
+ENV_DATABASE = "METERMATRIX_DATABASE"
 
 #: Highest plausibility ceiling: today's store keeps a reading in 16 bits of watt-hours.
 MAX_CEILING_KWH = 65.534
@@ -52,6 +61,7 @@ class Settings:
     port: int = 8000
     host: str = "127.0.0.1"
     data_dir: Path = Path("./data")
+    database: str = ""
     timezone: str = "UTC"
     demo: bool = True
     insecure_meters: bool = False
@@ -66,6 +76,7 @@ class Settings:
     dashboards: bool = True
     reader_processes: int = 1
     voila_kernels: int = 2
+    workers: int = 1
     idle_timeout_s: float = 30.0
     body_timeout_s: float = 30.0
     max_connections: int = 10000
@@ -106,6 +117,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one option per setting to ``parser`` (booleans get --x / --no-x)."""
     for name, default, help_text in SETTINGS:
         flag = "--" + name.replace("_", "-")
+        if name == "database":
+            parser.add_argument(flag, default=os.environ.get(ENV_DATABASE, ""), help=help_text)
+            continue
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction,
                                 default=default, help=help_text)
@@ -127,6 +141,11 @@ def validate_settings(settings: Settings, now: datetime | None = None) -> None:
     """Raise ValueError on settings that cannot work."""
     check_timezone(settings.tz, now or datetime.now(UTC))
     settings.close_at  # noqa: B018 - raises on a malformed time
+    if settings.database and not settings.database.startswith(("postgresql://", "postgres://")):
+        raise ValueError("database must be a postgresql:// URL (or empty for SQLite)")
+    if settings.workers < 1 or (settings.workers > 1 and not settings.database):
+        raise ValueError("workers must be at least 1; more than 1 share a PostgreSQL "
+                         "database (--database postgresql://...)")
     if not 0 < settings.max_reading_kwh <= MAX_CEILING_KWH:
         raise ValueError(f"max_reading_kwh must be above 0 and at most {MAX_CEILING_KWH}")
     if settings.late_days < 0 or settings.snapshot_hours <= 0:

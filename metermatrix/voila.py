@@ -42,6 +42,7 @@ KERNEL_WARM_MARKER = "metermatrix: dashboard kernel warm"
 #: Environment variables through which the kernels learn where the data is.
 ENV_DATA_DIR = "METERMATRIX_DATA_DIR"
 ENV_TIMEZONE = "METERMATRIX_TIMEZONE"
+ENV_DATABASE = "METERMATRIX_DATABASE"
 #: Niceness of Voila and its kernels: meters' packets go first when CPUs are busy.
 NICENESS = 10
 #: A used preheated kernel is replaced after this delay, not while its page loads [s].
@@ -111,6 +112,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
            if key not in ("MPLBACKEND", "JUPYTER_TOKEN", "QUERY_STRING")}
     env[ENV_DATA_DIR] = str(settings.data_dir.resolve())
     env[ENV_TIMEZONE] = settings.timezone
+    env[ENV_DATABASE] = settings.database
     env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(JUPYTER_DATA),
                                                         env.get("JUPYTER_PATH")]))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE.parent),

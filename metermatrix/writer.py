@@ -155,12 +155,9 @@ class ReadingWriter:
         try:
             with metrics.timed_commit(len(requests)), storage.transaction():
                 _put_rows(storage, requests)
+                _store_decided(storage, requests)
                 for request in requests:
-                    if request.kind == "any":
-                        request.result = storage.store_reading(request.reading)  # type: ignore[arg-type]
-                    elif request.kind == "many":
-                        request.result = storage.store_readings(request.readings or [])
-                    elif request.kind == "columns":
+                    if request.kind == "columns":
                         request.result = storage.store_day_readings(*request.row)
         except Exception as error:  # noqa: BLE001 - every caller learns of the failure
             log.exception("commit of %d requests failed", len(requests))
@@ -230,6 +227,24 @@ def _settle_imported(requests: list[_Request], refused: dict[date, set[int]]) ->
             day, meter_ids, _, _ = request.row
             held = refused.get(day, set())
             request.result = sorted(m for m in meter_ids.tolist() if m in held)
+
+
+def _store_decided(storage: Storage, requests: list[_Request]) -> None:
+    """The readings the database decides ("any" and "many"), in queue order, in one call."""
+    decided = [request for request in requests if request.kind in ("any", "many")]
+    if not decided:
+        return
+    readings: list[Reading] = []
+    for request in decided:
+        readings.extend(request.readings or [] if request.kind == "many"
+                        else [request.reading])  # type: ignore[list-item]
+    outcomes = storage.store_readings(readings)
+    at = 0
+    for request in decided:
+        count = len(request.readings or []) if request.kind == "many" else 1
+        part = outcomes[at:at + count]
+        request.result = part if request.kind == "many" else part[0]
+        at += count
 
 
 def _resolve(requests: list[_Request]) -> None:

@@ -22,6 +22,8 @@ import pytest
 
 from metermatrix.signing import load_fleet_key, meter_key, sign_body
 from metermatrix.slots import interval_start
+from tests import dbviews
+from tests.pg import Cluster, pg_cluster, pg_database  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 #: ``HH:MM``: the local time at which the time-sensitive fixtures' servers start their day
@@ -59,8 +61,9 @@ class ServerProcess:
     def __init__(self, data_dir: Path, timezone: str = "UTC", extra: list[str] | None = None,
                  demo: bool = False, dashboards: bool = False,
                  clock_at: str | None = None, preexec: Any = None,
-                 clock_offset_s: float | None = None) -> None:
+                 clock_offset_s: float | None = None, database: str | None = None) -> None:
         self.data_dir = data_dir
+        self.database = database
         self.preexec = preexec
         self.timezone = timezone
         self.extra = list(extra or [])
@@ -85,7 +88,8 @@ class ServerProcess:
                    "--data-dir", str(self.data_dir), "--timezone", self.timezone,
                    "--demo" if self.demo else "--no-demo",
                    "--dashboards" if self.dashboards else "--no-dashboards",
-                   "--clock-offset-s", repr(self.clock_offset_s), *self.extra]
+                   "--clock-offset-s", repr(self.clock_offset_s), *self.database_args(),
+                   *self.extra]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                         preexec_fn=self.preexec)
@@ -99,6 +103,14 @@ class ServerProcess:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+
+    def database_args(self) -> list[str]:
+        """``--database URL`` for the server and the metermatrix command, or nothing (SQLite)."""
+        return ["--database", self.database] if self.database else []
+
+    def db(self):  # noqa: ANN201
+        """A second connection to the server's database with the test views (dbviews)."""
+        return dbviews.connect_to(self.data_dir, self.database)
 
     def stop(self) -> int:
         """SIGTERM and wait: a clean shutdown."""
@@ -146,13 +158,63 @@ def send_time(day: date, slot: int, timezone: str = "UTC") -> datetime:
     return interval_start(day, slot, ZoneInfo(timezone)) + timedelta(minutes=31)
 
 
-@pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[type[ServerProcess]]:
-    """Start servers (``make_server(data_dir, timezone=...)``); all are stopped afterwards."""
-    started: list[ServerProcess] = []
+BACKENDS = ["sqlite", "postgresql"]
 
-    def factory(data_dir: Path | None = None, **kwargs: object) -> ServerProcess:
-        server = ServerProcess(data_dir or tmp_path / "data", **kwargs)  # type: ignore[arg-type]
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend a test runs on: every test using it runs on both.
+
+    PostgreSQL needs the session's throwaway cluster: without PostgreSQL binaries those
+    runs skip (or fail with METERMATRIX_REQUIRE_POSTGRES=1).
+    """
+    if request.param == "postgresql":
+        request.getfixturevalue("pg_cluster")
+    return str(request.param)
+
+
+def database_for(request: pytest.FixtureRequest, databases: list[str]) -> str | None:
+    """A fresh PostgreSQL database's URL when the test runs on ``backend`` postgresql."""
+    if "backend" not in request.fixturenames or request.getfixturevalue("backend") != "postgresql":
+        return None
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    databases.append(cluster.create_database())
+    return databases[-1]
+
+
+@pytest.fixture
+def backend_database(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """A fresh PostgreSQL database's URL on the postgresql run of ``backend``, else None
+    (SQLite in the data folder). A test taking it runs on both backends."""
+    if backend == "sqlite":
+        yield None
+        return
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database()
+    yield url
+    cluster.drop_database(url)
+
+
+def database_args(database: str | None) -> list[str]:
+    """``--database URL`` for the metermatrix command, or nothing (SQLite)."""
+    return ["--database", database] if database else []
+
+
+@pytest.fixture
+def make_server(tmp_path: Path, request: pytest.FixtureRequest
+                ) -> Iterator[type[ServerProcess]]:
+    """Start servers (``make_server(data_dir, timezone=...)``); all are stopped afterwards.
+
+    In a test that uses the ``backend`` fixture each server gets a fresh PostgreSQL
+    database on the postgresql run (unless ``database=`` is given).
+    """
+    started: list[ServerProcess] = []
+    databases: list[str] = []
+
+    def factory(data_dir: Path | None = None, **kwargs: Any) -> ServerProcess:
+        if "database" not in kwargs:
+            kwargs["database"] = database_for(request, databases)
+        server = ServerProcess(data_dir or tmp_path / "data", **kwargs)
         started.append(server)
         return server.start()
 
@@ -161,6 +223,8 @@ def make_server(tmp_path: Path) -> Iterator[type[ServerProcess]]:
         if server.process is not None and server.process.poll() is None:
             server.process.kill()
             server.process.wait()
+    for url in databases:
+        request.getfixturevalue("pg_cluster").drop_database(url)
 
 
 @pytest.fixture

@@ -34,3 +34,52 @@ def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path)
     db.executescript(VIEWS)
     return db
+
+
+#: The same views over a PostgreSQL database, plus the small tables with their days as
+#: 'YYYY-MM-DD' text, so that one test's SQL reads either backend.
+PG_VIEWS = """
+CREATE TEMP VIEW readings AS
+  SELECT r.meter_id, to_char(date '1970-01-01' + r.day, 'YYYY-MM-DD') AS day, s AS slot,
+         get_byte(r.slots_wh, 2 * s) + 256 * get_byte(r.slots_wh, 2 * s + 1) AS energy_wh
+  FROM public.day_readings r CROSS JOIN generate_series(0, 47) AS s
+  WHERE substr(r.slots_wh, 2 * s + 1, 2) <> '\\xffff'::bytea;
+CREATE TEMP VIEW day_totals AS
+  SELECT meter_id, to_char(date '1970-01-01' + day, 'YYYY-MM-DD') AS day, energy_wh, readings
+  FROM public.daily_totals;
+CREATE TEMP VIEW closed_days AS
+  SELECT to_char(day, 'YYYY-MM-DD') AS day, closed_at FROM public.closed_days;
+CREATE TEMP VIEW region_daily AS
+  SELECT region, to_char(day, 'YYYY-MM-DD') AS day, energy_wh, meters, readings
+  FROM public.region_daily;
+"""
+
+
+class PostgresViews:
+    """A second connection to a PostgreSQL database, answering sqlite3-style ``?`` SQL."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._db = psycopg.connect(url, autocommit=True)
+        self._db.execute(PG_VIEWS)
+
+    def execute(self, sql: str, params: tuple[object, ...] | list[object] = ()):  # noqa: ANN201
+        """Run ``sql`` with ``?`` placeholders; the cursor has fetchone/fetchall/iteration."""
+        return self._db.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> PostgresViews:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def connect_to(data_dir: Path, database: str | None = None):  # noqa: ANN201
+    """The views over a server's database: PostgreSQL at ``database``, else its SQLite file."""
+    if database:
+        return PostgresViews(database)
+    return connect(data_dir / "metermatrix.sqlite3")

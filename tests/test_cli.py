@@ -54,6 +54,21 @@ def test_import_then_export_gives_the_seed_file_back(tmp_path: Path) -> None:
     assert orjson.loads(stdout.stdout) == exported
 
 
+def test_import_then_export_on_either_backend_gives_the_seed_file_back(
+        tmp_path: Path, backend_database: str | None) -> None:
+    database = ["--database", backend_database] if backend_database else []
+    done = run("import", DEMO_FILE, "--data-dir", tmp_path / "data", *database)
+    assert done.returncode == 0, done.stderr
+    exported = run("export", "--data-dir", tmp_path / "data", *database)
+    assert exported.returncode == 0, exported.stderr
+    assert orjson.loads(exported.stdout) == read_master(DEMO_FILE)
+    assert (tmp_path / "data" / "metermatrix.sqlite3").exists() == (backend_database is None)
+    again = run("import", DEMO_FILE, "--data-dir", tmp_path / "data", *database)
+    assert again.returncode == 0, again.stderr  # importing again changes nothing
+    assert orjson.loads(run("export", "--data-dir", tmp_path / "data", *database).stdout) == (
+        read_master(DEMO_FILE))
+
+
 def test_exported_file_imports_into_a_new_data_folder(tmp_path: Path) -> None:
     run("import", DEMO_FILE, "--data-dir", tmp_path / "a")
     run("export", "--data-dir", tmp_path / "a", "--out", tmp_path / "a.json")

@@ -1,7 +1,8 @@
 """The open day closed by hand while the server runs, by the timer, and killed at its close.
 
 Rule: a closed day's total is always the sum of its stored readings. Every check goes
-through a second sqlite3 connection (tests/dbviews.py), never through the package.
+through a second connection (tests/dbviews.py), never through the package. Every test
+runs on SQLite and on PostgreSQL (the ``backend`` fixture).
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ from tests.test_batch import line, post_batch
 CLOCK, CLOSE = "14:10", "14:12"
 
 
-def close_day(data_dir: Path, day: date) -> subprocess.CompletedProcess[str]:
+pytestmark = pytest.mark.usefixtures("backend")
+
+
+def close_day(server: ServerProcess, day: date) -> subprocess.CompletedProcess[str]:
     """``metermatrix close-day`` in its own process, as an operator runs it."""
     return subprocess.run([sys.executable, "-m", "metermatrix", "close-day", "--data-dir",
-                           str(data_dir), "--date", day.isoformat()],
+                           str(server.data_dir), "--date", day.isoformat(),
+                           *server.database_args()],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
@@ -61,11 +66,11 @@ def post_all(server: ServerProcess, ledger: Ledger, packets: list[tuple[int, int
         return sum(pool.map(post, packets))
 
 
-def assert_totals_are_the_readings(data_dir: Path, day: date, ledger: Ledger) -> None:
+def assert_totals_are_the_readings(server: ServerProcess, day: date, ledger: Ledger) -> None:
     """Every acknowledged reading is stored once; every meter-day total is the sum of its
     stored readings, and the region totals the sum of those."""
     text = day.isoformat()
-    with dbviews.connect(data_dir / "metermatrix.sqlite3") as db:
+    with server.db() as db:
         stored = {(m, slot): wh for m, slot, wh in db.execute(
             "SELECT meter_id, slot, energy_wh FROM readings WHERE day = ?", (text,))}
         totals = db.execute("SELECT meter_id, energy_wh, readings FROM day_totals"
@@ -90,19 +95,19 @@ def test_close_day_by_hand_while_open_then_restart_after_the_close(make_server) 
     day, ledger = server.now().date(), Ledger()
     assert post_all(server, ledger, [(100 + m, 26, 0.1 + m / 1000) for m in range(50)],
                     day) == 50
-    done = close_day(server.data_dir, day)
+    done = close_day(server, day)
     assert done.returncode == 0, done.stderr
     later = [(100 + m, 27, 0.2 + m / 1000) for m in range(50)]  # 50 meters with a total
     later += [(200 + m, 27, 0.3 + m / 1000) for m in range(50)]  # 50 meters without one
     assert post_all(server, ledger, later, day) == 100
     assert server.stop() == 0
     assert len(ledger.acknowledged) == 150
-    assert_totals_are_the_readings(server.data_dir, day, ledger)
+    assert_totals_are_the_readings(server, day, ledger)
 
     set_clock(server, server.now() + timedelta(minutes=3))  # past the close
     server.start()
     assert server.stop() == 0
-    assert_totals_are_the_readings(server.data_dir, day, ledger)
+    assert_totals_are_the_readings(server, day, ledger)
 
 
 @pytest.mark.parametrize("kill_after_ms", [20, 150, 1000])
@@ -111,13 +116,13 @@ def test_closed_day_reopened_and_killed_at_its_close(make_server, kill_after_ms:
     day, ledger = server.now().date(), Ledger()
     close_at = datetime.combine(day, time_of_day(14, 12), UTC)
     post_all(server, ledger, [(300 + m, 20, 0.4) for m in range(40)], day)
-    assert close_day(server.data_dir, day).returncode == 0
+    assert close_day(server, day).returncode == 0
     post_all(server, ledger, [(300 + m, 21, 0.5) for m in range(40)], day)
     assert server.stop() == 0
     set_clock(server, close_at + timedelta(minutes=1))  # closed again, by the catch-up
     server.start()
     assert server.stop() == 0
-    assert_totals_are_the_readings(server.data_dir, day, ledger)
+    assert_totals_are_the_readings(server, day, ledger)
 
     set_clock(server, close_at - timedelta(seconds=6))
     server.start()  # reopened: the clock is back before the close, the day open again
@@ -144,7 +149,7 @@ def test_closed_day_reopened_and_killed_at_its_close(make_server, kill_after_ms:
     set_clock(server, close_at + timedelta(minutes=1))
     server.start()
     assert server.stop() == 0
-    assert_totals_are_the_readings(server.data_dir, day, ledger)
+    assert_totals_are_the_readings(server, day, ledger)
 
 
 def import_totals(data_dir: Path, path: Path, totals: dict[int, tuple[date, float]]

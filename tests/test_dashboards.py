@@ -19,10 +19,11 @@ AASHIMA, CARLOS = 999999999, 555555555
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    """The demo data ending yesterday; Aashima has sent 4 readings today."""
+def data_dir(tmp_path: Path, backend_database: str | None) -> Path:
+    """The demo data ending yesterday; Aashima has sent 4 readings today. On the
+    postgresql run of ``backend`` the database is PostgreSQL (``database`` below)."""
     directory = tmp_path / "data"
-    storage = open_storage(directory)
+    storage = open_storage(directory, database=backend_database)
     load_demo(storage, TODAY - timedelta(days=1))
     with storage.transaction():
         storage.add_readings([Reading(AASHIMA, TODAY, slot, 400) for slot in range(4)])
@@ -31,8 +32,10 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def source(data_dir: Path) -> dashboards.DataSource:
-    return dashboards.DataSource(data_dir, TIMEZONE)
+def source(data_dir: Path, backend_database: str | None) -> dashboards.DataSource:
+    return dashboards.DataSource.from_environment({
+        "METERMATRIX_DATA_DIR": str(data_dir), "METERMATRIX_TIMEZONE": TIMEZONE,
+        "METERMATRIX_DATABASE": backend_database or ""})
 
 
 def clock() -> datetime:
@@ -114,12 +117,13 @@ def test_the_day_boxes_show_the_named_periods_first_and_last_day_in_iso_form(sou
     assert "YYYY-MM-DD" in board.redrawing.status.value
 
 
-def test_todays_totals_are_reused_until_the_database_changes(source, data_dir):
+def test_todays_totals_are_reused_until_the_database_changes(source, data_dir,
+                                                             backend_database):
     first = source.snapshot(NOW)
     later = source.snapshot(NOW + timedelta(minutes=5))
     assert later.today_totals is first.today_totals
     assert later.now == NOW + timedelta(minutes=5)
-    writer = open_storage(data_dir)
+    writer = open_storage(data_dir, database=backend_database)
     with writer.transaction():
         writer.add_readings([Reading(CARLOS, TODAY, 0, 300)])
     writer.close()

@@ -1,4 +1,7 @@
-"""POST /meter end to end: a real server.py on a free port, checked through its SQLite file.
+"""POST /meter end to end: a real server.py on a free port, checked through its database.
+
+Every test runs on both backends (the ``backend`` fixture): SQLite in the data folder,
+and a fresh database of the session's throwaway PostgreSQL cluster.
 
 The servers run in Asia/Singapore with their clock at 14:10 local time (``--clock-offset-s``)
 whatever the hour, so that today has half hours already sent and no day close happens
@@ -24,8 +27,8 @@ import pytest
 
 from metermatrix.signing import meter_key, sign_body
 from metermatrix.slots import SLOT_LABELS, slot_of_label, slots_elapsed
-from tests import dbviews
-from tests.conftest import ROOT, ServerProcess, clock_offset_for, send_time
+from tests.conftest import ROOT, ServerProcess, clock_offset_for, database_args, send_time
+from tests.pg import Cluster
 
 
 def quiet_zone() -> str:
@@ -61,7 +64,7 @@ def packet(meter_id: object, timestamp: object, kwh: object) -> bytes:
 
 def rows(server: ServerProcess, sql: str, *params: object) -> list[tuple[object, ...]]:
     """Ask the database through a second connection: only committed rows are seen."""
-    with dbviews.connect(server.data_dir / "metermatrix.sqlite3") as db:
+    with server.db() as db:
         return db.execute(sql, params).fetchall()
 
 
@@ -85,14 +88,23 @@ def status_of(server: ServerProcess) -> dict[str, object]:
     return orjson.loads(payload)
 
 
+pytestmark = pytest.mark.usefixtures("backend")
+
+
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def shared(tmp_path_factory: pytest.TempPathFactory, backend: str,
+           request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     """One server for the tests that only add their own meters' readings."""
+    cluster: Cluster | None = (request.getfixturevalue("pg_cluster")
+                               if backend == "postgresql" else None)
+    database = cluster.create_database() if cluster is not None else None
     server = ServerProcess(tmp_path_factory.mktemp("shared") / "data", timezone=ZONE,
-                           clock_offset_s=OFFSET_S).start()
+                           clock_offset_s=OFFSET_S, database=database).start()
     yield server
     if server.process is not None and server.process.poll() is None:
         server.stop()
+    if cluster is not None and database is not None:
+        cluster.drop_database(database)
 
 
 # -- bad packets -------------------------------------------------------------------------
@@ -291,7 +303,8 @@ def test_many_meters_at_once_are_all_stored(shared: ServerProcess) -> None:
 # -- closed days: late packets and the 00:01 packet -----------------------------------------
 def close_day(server: ServerProcess, day: date) -> None:
     done = subprocess.run([sys.executable, "-m", "metermatrix", "close-day", "--data-dir",
-                           str(server.data_dir), "--date", day.isoformat()],
+                           str(server.data_dir), "--date", day.isoformat(),
+                           *server.database_args()],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
 
@@ -378,7 +391,7 @@ def test_restart_mid_day_restores_today(make_server, how: str) -> None:
 
 
 def test_restart_catches_up_on_yesterday_with_totals_equal_to_readings(
-        make_server, tmp_path: Path) -> None:
+        make_server, tmp_path: Path, backend_database: str | None) -> None:
     owners = tmp_path / "owners.json"
     owners.write_bytes(orjson.dumps({
         "810000001": {"name": "A", "fin_no": "S1", "region": "East", "2020-01-01": 1.0},
@@ -387,8 +400,10 @@ def test_restart_catches_up_on_yesterday_with_totals_equal_to_readings(
     }))
     data_dir = tmp_path / "data"
     subprocess.run([sys.executable, "-m", "metermatrix", "import", str(owners), "--data-dir",
-                    str(data_dir)], check=True, capture_output=True, cwd=ROOT)
-    server: ServerProcess = make_server(data_dir, timezone=ZONE, clock_offset_s=OFFSET_S)
+                    str(data_dir), *database_args(backend_database)], check=True,
+                   capture_output=True, cwd=ROOT)
+    server: ServerProcess = make_server(data_dir, timezone=ZONE, clock_offset_s=OFFSET_S,
+                                        database=backend_database)
     yesterday = today() - timedelta(days=1)
     for meter_id in (810000001, 810000002, 810000003, 810000004):
         for slot in range(0, 48, 3):
@@ -451,8 +466,8 @@ def test_late_packet_for_a_day_imported_as_a_total_is_refused_with_409(
     master.write_bytes(orjson.dumps({"555555555": {"name": "Carlos", "region": "East",
                                                    day.isoformat(): 14.755}}))
     done = subprocess.run([sys.executable, "-m", "metermatrix", "import", str(master),
-                           "--data-dir", str(server.data_dir)], capture_output=True, text=True,
-                          cwd=ROOT)
+                           "--data-dir", str(server.data_dir), *server.database_args()],
+                          capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     status, answer = server.post_packet(555555555, send_time(day, 10), 0.5)
     assert status == 409 and answer["status"] == "imported"

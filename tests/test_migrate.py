@@ -1,14 +1,20 @@
-"""A data folder made by release 0.1.0 (schema 1) upgrades in place on first start."""
+"""A data folder made by release 0.1.0 (schema 1) upgrades in place on first start, and
+``metermatrix migrate`` copies it into PostgreSQL."""
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
-from metermatrix.storage import DailyTotal, Reading, open_storage
+import pytest
+
+from metermatrix.storage import UNASSIGNED, DailyTotal, Reading, Storage, open_storage
 from metermatrix.storage.migrate import SCHEMA_VERSION
+from metermatrix.storage.to_postgres import MigrationError, migrate_to_postgres
 
 RELEASE = Path(__file__).parent / "data" / "release-0.1.0"
 
@@ -88,3 +94,65 @@ def test_an_upgrade_interrupted_after_its_first_step_is_finished_on_the_next_sta
     total = sum(len(list(storage.readings_of_day(day))) for day in days)
     storage.close()
     assert total == count
+
+
+# -- metermatrix migrate: a data folder into PostgreSQL ------------------------------------
+def _content(storage: Storage) -> dict[str, object]:
+    """Everything a migration must carry over, read through the Storage interface."""
+    closed = storage.closed_days()
+    days = storage.days_with_open_readings(before=date(2100, 1, 1)) + closed
+    first, last = min(days), max(days)
+    meters = storage.list_meters()
+    return {
+        "meters": meters, "closed": closed,
+        "totals": storage.daily_totals_between(None, first, last),
+        "regions": storage.region_days_between(first, last),
+        "readings": sorted((r.meter_id, r.day, r.slot, r.energy_wh) for r in
+                           storage.readings_between([m.meter_id for m in meters], first, last)),
+        "slots": storage.region_slot_energy(meters[0].region or UNASSIGNED, first, last),
+        "residents": [storage.resident_password_hash(m.meter_id) for m in meters],
+        "open": storage.days_with_open_readings(before=date(2100, 1, 1)),
+    }
+
+
+def test_migrate_copies_an_old_data_folder_into_postgres_with_counts_checked(
+        tmp_path: Path, pg_database: str) -> None:
+    data_dir, old = _old(tmp_path)
+    old.close()
+    command = Path(sys.executable).parent / "metermatrix"
+    done = subprocess.run([command, "migrate", "--from", data_dir, "--to", pg_database],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "counts match" in done.stdout and "resumed" not in done.stdout
+    source, target = open_storage(data_dir), open_storage(data_dir, database=pg_database)
+    try:
+        assert _content(target) == _content(source)
+        assert target.database_id() != source.database_id()  # a copy, told apart
+    finally:
+        source.close()
+        target.close()
+    again = subprocess.run([command, "migrate", "--from", data_dir, "--to", pg_database],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "resumed" in again.stdout and " 0 steps" in again.stdout
+
+
+def test_migrate_stopped_half_way_carries_on_where_it_stopped(tmp_path: Path,
+                                                              pg_database: str) -> None:
+    data_dir, old = _old(tmp_path)
+    old.close()
+    first = migrate_to_postgres(data_dir, pg_database, max_steps=3)
+    assert (first.steps_done, first.finished) == (3, False)
+    rest = migrate_to_postgres(data_dir, pg_database)
+    assert rest.finished and rest.steps_skipped == 3 and rest.steps_done > 3
+    assert rest.counts is not None and all(a == b for _, a, b in rest.counts)
+
+
+def test_migrate_into_a_database_holding_other_data_fails_on_the_counts(
+        tmp_path: Path, pg_database: str) -> None:
+    data_dir, old = _old(tmp_path)
+    old.close()
+    other = open_storage(data_dir, database=pg_database)
+    other.add_meters([123])
+    other.close()
+    with pytest.raises(MigrationError, match="meters: .* in PostgreSQL"):
+        migrate_to_postgres(data_dir, pg_database)

@@ -156,22 +156,25 @@ async def send(service: MeterService, meter_id: int, day: date, slot: int, kwh: 
     return await service.collector.accept(parse_packet(data, service.clock(), service.rules))
 
 
-def query(data_dir: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:
-    with dbviews.connect(data_dir / "metermatrix.sqlite3") as db:
+def query(settings: Settings, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """Ask the service's database (SQLite or PostgreSQL) through a second connection."""
+    with dbviews.connect_to(settings.data_dir, settings.database) as db:
         return db.execute(sql, params).fetchall()
 
 
-def totals_match_readings(data_dir: Path, day: date) -> bool:
-    totals = query(data_dir, "SELECT meter_id, energy_wh, readings FROM day_totals"
+def totals_match_readings(settings: Settings, day: date) -> bool:
+    totals = query(settings, "SELECT meter_id, energy_wh, readings FROM day_totals"
                    " WHERE day = ? ORDER BY 1", day.isoformat())
-    sums = query(data_dir, "SELECT meter_id, SUM(energy_wh), COUNT(*) FROM readings"
+    sums = query(settings, "SELECT meter_id, SUM(energy_wh), COUNT(*) FROM readings"
                  " WHERE day = ? GROUP BY 1 ORDER BY 1", day.isoformat())
     return bool(sums) and totals == sums
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return settings_for(tmp_path / "data")
+def settings(tmp_path: Path, backend_database: str | None) -> Settings:
+    """The service's settings; every test taking them runs on both backends."""
+    return settings_for(tmp_path / "data", database=backend_database or "")
+
 
 
 def test_readings_are_durable_and_duplicates_counted_once(settings: Settings) -> None:
@@ -183,7 +186,7 @@ def test_readings_are_durable_and_duplicates_counted_once(settings: Settings) ->
 
     assert run_service(settings, Clock(at(D1, 10, 0)), body) == ["stored", "duplicate",
                                                                   "conflict"]
-    assert query(settings.data_dir, "SELECT energy_wh FROM readings") == [(500,)]
+    assert query(settings, "SELECT energy_wh FROM readings") == [(500,)]
 
 
 def test_restart_mid_day_restores_today(settings: Settings) -> None:
@@ -239,7 +242,7 @@ def test_reading_only_in_the_recovery_json_is_merged_on_start(settings: Settings
         return service.collector.store.get(42, 0)
 
     assert run_service(settings, Clock(at(D1, 10, 0)), body) == 500
-    assert query(settings.data_dir, "SELECT meter_id, day, slot, energy_wh FROM readings") == [
+    assert query(settings, "SELECT meter_id, day, slot, energy_wh FROM readings") == [
         (42, "2025-02-08", 0, 500)]
 
 
@@ -256,10 +259,10 @@ def test_day_close_totals_equal_the_sum_of_readings(settings: Settings) -> None:
         return closed
 
     assert run_service(settings, clock, body) == D1
-    assert totals_match_readings(settings.data_dir, D1)
-    assert query(settings.data_dir, "SELECT energy_wh FROM day_totals WHERE meter_id = 2") == [
+    assert totals_match_readings(settings, D1)
+    assert query(settings, "SELECT energy_wh FROM day_totals WHERE meter_id = 2") == [
         (47 * 2000 + 7 * sum(range(47)),)]
-    assert query(settings.data_dir, "SELECT region, meters, readings FROM region_daily") == [
+    assert query(settings, "SELECT region, meters, readings FROM region_daily") == [
         ("Unassigned", 3, 141)]
 
 
@@ -274,9 +277,9 @@ def test_midnight_packet_after_the_close_amends_the_closed_day(settings: Setting
         return (await send(service, 1, D1, 47, 0.25)).outcome
 
     assert run_service(settings, clock, body) == "stored"
-    assert query(settings.data_dir, "SELECT day, energy_wh, readings FROM day_totals") == [
+    assert query(settings, "SELECT day, energy_wh, readings FROM day_totals") == [
         ("2025-02-08", 1250, 2)]
-    assert query(settings.data_dir, "SELECT energy_wh, readings FROM region_daily") == [(1250, 2)]
+    assert query(settings, "SELECT energy_wh, readings FROM region_daily") == [(1250, 2)]
 
 
 def test_closing_again_after_a_restart_changes_nothing(settings: Settings) -> None:
@@ -291,10 +294,10 @@ def test_closing_again_after_a_restart_changes_nothing(settings: Settings) -> No
         return service.open_day
 
     run_service(settings, clock, close)
-    before = query(settings.data_dir, "SELECT * FROM day_totals")
+    before = query(settings, "SELECT * FROM day_totals")
     clock.now = at(D1, 23, 50)
     assert run_service(settings, clock, nothing) == D2
-    assert query(settings.data_dir, "SELECT * FROM day_totals") == before
+    assert query(settings, "SELECT * FROM day_totals") == before
 
 
 def test_days_missed_while_down_are_closed_on_start(settings: Settings) -> None:
@@ -308,11 +311,11 @@ def test_days_missed_while_down_are_closed_on_start(settings: Settings) -> None:
         return service.open_day
 
     run_service(settings, clock, yesterday, stop=False)
-    assert query(settings.data_dir, "SELECT COUNT(*) FROM day_totals") == [(0,)]
+    assert query(settings, "SELECT COUNT(*) FROM day_totals") == [(0,)]
     clock.now = at(D2, 9, 0)
     assert run_service(settings, clock, nothing) == D2
-    assert totals_match_readings(settings.data_dir, D1)
-    assert query(settings.data_dir, "SELECT day FROM closed_days") == [("2025-02-08",)]
+    assert totals_match_readings(settings, D1)
+    assert query(settings, "SELECT day FROM closed_days") == [("2025-02-08",)]
 
 
 def test_late_packet_for_a_day_the_server_never_saw_is_closed_at_the_next_close(
@@ -325,7 +328,7 @@ def test_late_packet_for_a_day_the_server_never_saw_is_closed_at_the_next_close(
         await service.close_open_day()
 
     run_service(settings, clock, body)
-    assert totals_match_readings(settings.data_dir, D0)
+    assert totals_match_readings(settings, D0)
 
 
 def test_close_timer_firing_early_does_not_close_the_next_day(settings: Settings) -> None:
@@ -408,7 +411,7 @@ def test_a_damaged_recovery_json_is_moved_aside_and_the_start_goes_on(
 
 
 def test_vectorised_restore_equals_restoring_reading_by_reading(settings: Settings) -> None:
-    storage = open_storage(settings.data_dir)
+    storage = open_storage(settings.data_dir, database=settings.database)
     readings = [Reading(meter_id, D1, slot, (meter_id * 7 + slot) % 5000)
                 for meter_id in range(1, 400) for slot in range(meter_id % 48)]
     with storage.transaction():
@@ -448,9 +451,9 @@ def test_packets_racing_the_close_are_each_counted_once(settings: Settings) -> N
 
     outcomes = run_service(settings, clock, body)
     assert outcomes == ["stored"] * 400
-    assert totals_match_readings(settings.data_dir, D1)
+    assert totals_match_readings(settings, D1)
     expected = sum(100 + m + 250 for m in meters)
-    assert query(settings.data_dir, "SELECT SUM(energy_wh), SUM(readings) FROM day_totals"
+    assert query(settings, "SELECT SUM(energy_wh), SUM(readings) FROM day_totals"
                  " WHERE day = '2025-02-08'") == [(expected, 600)]
-    assert query(settings.data_dir, "SELECT energy_wh, readings FROM region_daily") == [
+    assert query(settings, "SELECT energy_wh, readings FROM region_daily") == [
         (expected, 600)]

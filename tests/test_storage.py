@@ -1,11 +1,16 @@
-"""The SQLite master database (seed 1.4), checked through a second sqlite3 connection."""
+"""The master database (seed 1.4) on both backends, checked through a second connection.
+
+Every test that takes ``storage`` runs on SQLite and on PostgreSQL (the ``backend``
+fixture; tests/pg.py starts the throwaway cluster).
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +21,7 @@ from metermatrix.storage import (
     Reading,
     RegionDay,
     SQLiteStorage,
+    Storage,
     StorageError,
     open_storage,
 )
@@ -26,41 +32,72 @@ D1, D2, D3 = date(2025, 2, 8), date(2025, 2, 9), date(2025, 2, 10)
 
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
+def make_storage(tmp_path: Path, backend: str, request: pytest.FixtureRequest
+                 ) -> Iterator[Callable[[str], Storage]]:
+    """``make_storage(name)``: a new, empty database of the test's backend."""
+    made: list[Storage] = []
+
+    def factory(name: str = "metermatrix") -> Storage:
+        if backend == "postgresql":
+            from metermatrix.storage.postgres import PostgresStorage
+
+            cluster = request.getfixturevalue("pg_cluster")
+            made.append(PostgresStorage(cluster.create_database()))
+        else:
+            made.append(SQLiteStorage(tmp_path / f"{name}.sqlite3"))
+        return made[-1]
+
+    yield factory
+    for store in made:
+        store.close()
+        if backend == "postgresql":
+            request.getfixturevalue("pg_cluster").drop_database(store.url)  # type: ignore
+
+
+@pytest.fixture
+def storage(make_storage: Callable[[str], Storage]) -> Storage:
+    store = make_storage("metermatrix")
+    store.prepare_days(D1)  # as the server does at start: no partition made mid-transaction
+    return store
+
+
+@pytest.fixture
+def db(tmp_path: Path, storage: Storage) -> Iterator[Any]:
+    """A second, independent connection: sees only what was committed."""
+    connection = dbviews.connect_to(tmp_path, getattr(storage, "url", None))
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def sqlite_storage(tmp_path: Path) -> Iterator[SQLiteStorage]:
     store = SQLiteStorage(tmp_path / "metermatrix.sqlite3")
     yield store
     store.close()
 
 
-@pytest.fixture
-def db(tmp_path: Path, storage: SQLiteStorage) -> Iterator[sqlite3.Connection]:
-    """A second, independent connection: sees only what was committed."""
-    connection = dbviews.connect(tmp_path / "metermatrix.sqlite3")
-    yield connection
-    connection.close()
-
-
-def fill(storage: SQLiteStorage, *readings: Reading) -> None:
+def fill(storage: Storage, *readings: Reading) -> None:
     with storage.transaction():
         storage.add_meters({r.meter_id for r in readings})
         storage.add_readings(readings)
 
 
-def totals(db: sqlite3.Connection, day: date) -> dict[int, tuple[int, int]]:
+def totals(db: Any, day: date) -> dict[int, tuple[int, int]]:
     rows = db.execute("SELECT meter_id, energy_wh, readings FROM day_totals WHERE day = ?",
                       (day.isoformat(),))
     return {meter_id: (wh, n) for meter_id, wh, n in rows}
 
 
-def regions(db: sqlite3.Connection, day: date) -> dict[str, tuple[int, int, int]]:
+def regions(db: Any, day: date) -> dict[str, tuple[int, int, int]]:
     rows = db.execute("SELECT region, energy_wh, meters, readings FROM region_daily WHERE day = ?",
                       (day.isoformat(),))
     return {region: (wh, meters, n) for region, wh, meters, n in rows}
 
 
-def test_database_is_wal_with_full_sync(storage: SQLiteStorage, db: sqlite3.Connection) -> None:
+def test_database_is_wal_with_full_sync(sqlite_storage: SQLiteStorage, tmp_path: Path) -> None:
+    db = dbviews.connect(tmp_path / "metermatrix.sqlite3")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert storage._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert sqlite_storage._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_open_storage_uses_the_data_folder(tmp_path: Path) -> None:
@@ -69,7 +106,7 @@ def test_open_storage_uses_the_data_folder(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "metermatrix.sqlite3").exists()
 
 
-def test_meters_are_created_once_and_updated_with_owner(storage: SQLiteStorage) -> None:
+def test_meters_are_created_once_and_updated_with_owner(storage: Storage) -> None:
     storage.add_meters([5, 5, 6])
     storage.save_meter(MeterRecord(5, "Aashima", "A3389127I", "East"))
     storage.add_meters([5])
@@ -78,7 +115,7 @@ def test_meters_are_created_once_and_updated_with_owner(storage: SQLiteStorage) 
     assert storage.get_meter(7) is None
 
 
-def test_list_meters_by_region_and_unassigned(storage: SQLiteStorage) -> None:
+def test_list_meters_by_region_and_unassigned(storage: Storage) -> None:
     storage.save_meter(MeterRecord(3, "C", None, "West"))
     storage.save_meter(MeterRecord(1, "A", None, "East"))
     storage.add_meters([2])
@@ -88,8 +125,8 @@ def test_list_meters_by_region_and_unassigned(storage: SQLiteStorage) -> None:
     assert storage.list_meters("North") == []
 
 
-def test_writes_are_visible_only_after_commit(storage: SQLiteStorage,
-                                              db: sqlite3.Connection) -> None:
+def test_writes_are_visible_only_after_commit(storage: Storage,
+                                              db: Any) -> None:
     with storage.transaction():
         storage.add_readings([Reading(1, D1, 0, 100)])
         assert db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 0
@@ -97,7 +134,7 @@ def test_writes_are_visible_only_after_commit(storage: SQLiteStorage,
         (1, "2025-02-08", 0, 100)]
 
 
-def test_failed_transaction_stores_nothing(storage: SQLiteStorage, db: sqlite3.Connection) -> None:
+def test_failed_transaction_stores_nothing(storage: Storage, db: Any) -> None:
     with pytest.raises(ZeroDivisionError), storage.transaction():
         storage.add_readings([Reading(1, D1, 0, 100)])
         1 / 0  # noqa: B018
@@ -106,13 +143,13 @@ def test_failed_transaction_stores_nothing(storage: SQLiteStorage, db: sqlite3.C
     assert db.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 1
 
 
-def test_add_readings_keeps_the_first_value(storage: SQLiteStorage) -> None:
+def test_add_readings_keeps_the_first_value(storage: Storage) -> None:
     fill(storage, Reading(1, D1, 0, 100))
     fill(storage, Reading(1, D1, 0, 999))
     assert list(storage.readings_of_day(D1)) == [Reading(1, D1, 0, 100)]
 
 
-def test_store_reading_answers_stored_duplicate_conflict(storage: SQLiteStorage) -> None:
+def test_store_reading_answers_stored_duplicate_conflict(storage: Storage) -> None:
     with storage.transaction():
         assert storage.store_reading(Reading(9, D1, 3, 500)) == "stored"
         assert storage.store_reading(Reading(9, D1, 3, 500)) == "duplicate"
@@ -121,8 +158,8 @@ def test_store_reading_answers_stored_duplicate_conflict(storage: SQLiteStorage)
     assert storage.get_meter(9) == MeterRecord(9)
 
 
-def test_close_day_records_totals_regions_and_the_day(storage: SQLiteStorage,
-                                                      db: sqlite3.Connection) -> None:
+def test_close_day_records_totals_regions_and_the_day(storage: Storage,
+                                                      db: Any) -> None:
     storage.save_meter(MeterRecord(1, "A", None, "East"))
     storage.save_meter(MeterRecord(2, "B", None, "East"))
     storage.add_meters([3])
@@ -132,8 +169,8 @@ def test_close_day_records_totals_regions_and_the_day(storage: SQLiteStorage,
     assert storage.closed_days() == [D1]
 
 
-def test_closing_a_day_twice_changes_nothing(storage: SQLiteStorage,
-                                             db: sqlite3.Connection) -> None:
+def test_closing_a_day_twice_changes_nothing(storage: Storage,
+                                             db: Any) -> None:
     storage.save_meter(MeterRecord(1, "A", None, "East"))
     storage.close_day(D1, [(1, 1000, 2)])
     first = (totals(db, D1), regions(db, D1), storage.closed_days())
@@ -141,8 +178,8 @@ def test_closing_a_day_twice_changes_nothing(storage: SQLiteStorage,
     assert (totals(db, D1), regions(db, D1), storage.closed_days()) == first
 
 
-def test_close_from_readings_equals_the_sum_of_readings(storage: SQLiteStorage,
-                                                        db: sqlite3.Connection) -> None:
+def test_close_from_readings_equals_the_sum_of_readings(storage: Storage,
+                                                        db: Any) -> None:
     storage.save_meter(MeterRecord(1, "A", None, "North"))
     fill(storage, *(Reading(1, D1, slot, 1000 + slot) for slot in range(48)),
          Reading(2, D1, 47, 333), Reading(2, D2, 0, 50))
@@ -156,8 +193,8 @@ def test_close_from_readings_equals_the_sum_of_readings(storage: SQLiteStorage,
     assert totals(db, D1)[1] == (49_128, 48)
 
 
-def test_late_reading_amends_a_closed_day_by_exactly_its_energy(storage: SQLiteStorage,
-                                                                db: sqlite3.Connection) -> None:
+def test_late_reading_amends_a_closed_day_by_exactly_its_energy(storage: Storage,
+                                                                db: Any) -> None:
     storage.save_meter(MeterRecord(1, "A", None, "West"))
     fill(storage, Reading(1, D1, 0, 1000))
     storage.close_day_from_readings(D1)
@@ -168,8 +205,8 @@ def test_late_reading_amends_a_closed_day_by_exactly_its_energy(storage: SQLiteS
     assert regions(db, D1) == {"West": (1250, 1, 2)}
 
 
-def test_late_reading_of_a_new_meter_adds_it_to_the_closed_day(storage: SQLiteStorage,
-                                                               db: sqlite3.Connection) -> None:
+def test_late_reading_of_a_new_meter_adds_it_to_the_closed_day(storage: Storage,
+                                                               db: Any) -> None:
     storage.save_meter(MeterRecord(1, "A", None, "West"))
     fill(storage, Reading(1, D1, 0, 1000))
     storage.close_day_from_readings(D1)
@@ -181,21 +218,21 @@ def test_late_reading_of_a_new_meter_adds_it_to_the_closed_day(storage: SQLiteSt
     assert regions(db, D1) == {"West": (1000, 1, 1), UNASSIGNED: (40, 1, 1)}
 
 
-def test_reading_of_an_open_day_does_not_make_a_total(storage: SQLiteStorage,
-                                                      db: sqlite3.Connection) -> None:
+def test_reading_of_an_open_day_does_not_make_a_total(storage: Storage,
+                                                      db: Any) -> None:
     with storage.transaction():
         storage.store_reading(Reading(1, D2, 0, 10))
     assert totals(db, D2) == {}
 
 
-def test_days_with_open_readings_lists_unclosed_days_before(storage: SQLiteStorage) -> None:
+def test_days_with_open_readings_lists_unclosed_days_before(storage: Storage) -> None:
     fill(storage, Reading(1, D1, 0, 1), Reading(1, D2, 0, 1), Reading(1, D3, 0, 1))
     storage.close_day_from_readings(D1)
     assert storage.days_with_open_readings(before=D3) == [D2]
     assert storage.days_with_open_readings(before=date(2025, 3, 1)) == [D2, D3]
 
 
-def test_readings_between_and_region_slot_energy(storage: SQLiteStorage) -> None:
+def test_readings_between_and_region_slot_energy(storage: Storage) -> None:
     storage.save_meter(MeterRecord(1, "A", None, "Central"))
     storage.save_meter(MeterRecord(2, "B", None, "Central"))
     fill(storage, Reading(1, D1, 0, 10), Reading(2, D1, 0, 20), Reading(1, D2, 1, 30),
@@ -208,7 +245,7 @@ def test_readings_between_and_region_slot_energy(storage: SQLiteStorage) -> None
 
 
 def test_first_reading_day_is_the_meters_earliest_reading_or_imported_total(
-        storage: SQLiteStorage) -> None:
+        storage: Storage) -> None:
     assert storage.first_reading_day(1) is None
     fill(storage, Reading(2, D1, 0, 10), Reading(1, D3, 5, 10), Reading(1, D2, 47, 10))
     assert storage.first_reading_day(1) == D2
@@ -218,7 +255,7 @@ def test_first_reading_day_is_the_meters_earliest_reading_or_imported_total(
     assert storage.first_reading_day(1) == date(2025, 1, 31)
 
 
-def test_daily_and_region_totals_between(storage: SQLiteStorage) -> None:
+def test_daily_and_region_totals_between(storage: Storage) -> None:
     storage.save_meter(MeterRecord(1, "A", None, "Central"))
     storage.add_meters([2])
     storage.close_day(D1, [(1, 100, 48), (2, 200, 48)])
@@ -230,30 +267,31 @@ def test_daily_and_region_totals_between(storage: SQLiteStorage) -> None:
     assert storage.region_days_between(D2, D3) == [RegionDay("Central", D2, 110, 1, 48)]
 
 
-def test_import_daily_totals_closes_their_days(storage: SQLiteStorage,
-                                               db: sqlite3.Connection) -> None:
+def test_import_daily_totals_closes_their_days(storage: Storage,
+                                               db: Any) -> None:
     storage.save_meter(MeterRecord(1, "A", None, "East"))
     storage.import_daily_totals([DailyTotal(1, D1, 187_140, 48), DailyTotal(1, D2, 177_930, 48)])
     assert storage.closed_days() == [D1, D2]
     assert regions(db, D2) == {"East": (177_930, 1, 48)}
 
 
-def test_resident_accounts_are_created_once(storage: SQLiteStorage) -> None:
+def test_resident_accounts_are_created_once(storage: Storage) -> None:
     assert storage.add_resident(999999999, "hash-1") is True
     assert storage.add_resident(999999999, "hash-2") is False
     assert storage.resident_password_hash(999999999) == "hash-1"
     assert storage.resident_password_hash(555555555) is None
 
 
-def test_manager_password_can_be_changed(storage: SQLiteStorage) -> None:
+def test_manager_password_can_be_changed(storage: Storage) -> None:
     assert storage.manager_password_hash("manager") is None
     storage.set_manager("manager", "old")
     storage.set_manager("manager", "new")
     assert storage.manager_password_hash("manager") == "new"
 
 
-def test_readonly_storage_reads_but_cannot_write(tmp_path: Path, storage: SQLiteStorage) -> None:
-    fill(storage, Reading(1, D1, 0, 10))
+def test_readonly_storage_reads_but_cannot_write(tmp_path: Path,
+                                                 sqlite_storage: SQLiteStorage) -> None:
+    fill(sqlite_storage, Reading(1, D1, 0, 10))
     readonly = open_storage(tmp_path, readonly=True)
     try:
         assert list(readonly.readings_of_day(D1)) == [Reading(1, D1, 0, 10)]
@@ -264,15 +302,16 @@ def test_readonly_storage_reads_but_cannot_write(tmp_path: Path, storage: SQLite
 
 
 def test_refused_statement_raises_storage_error_and_stores_nothing(
-        storage: SQLiteStorage, db: sqlite3.Connection) -> None:
+        storage: Storage, db: Any) -> None:
     with pytest.raises(StorageError, match="outside"), storage.transaction():
         storage.add_meters([1])
         storage.store_reading(Reading(1, D1, 0, -5))
     assert db.execute("SELECT COUNT(*) FROM meters").fetchone()[0] == 0
 
 
-def test_store_readings_in_bulk_answers_as_one_by_one(tmp_path: Path) -> None:
-    one, bulk = SQLiteStorage(tmp_path / "one.sqlite3"), SQLiteStorage(tmp_path / "bulk.sqlite3")
+def test_store_readings_in_bulk_answers_as_one_by_one(
+        make_storage: Callable[[str], Storage]) -> None:
+    one, bulk = make_storage("one"), make_storage("bulk")
     for storage in (one, bulk):
         storage.save_meter(MeterRecord(1, "A", None, "East"))
         fill(storage, Reading(1, D1, 0, 10), Reading(2, D1, 1, 20))
@@ -290,10 +329,9 @@ def test_store_readings_in_bulk_answers_as_one_by_one(tmp_path: Path) -> None:
                                                              DailyTotal(2, D1, 50, 2)]
         assert storage.readings_between([3], D2, D2) == [Reading(3, D2, 0, 7)]
         assert storage.get_meter(3) == MeterRecord(3)
-        storage.close()
 
 
-def test_readings_for_a_day_imported_as_a_total_are_refused(storage: SQLiteStorage) -> None:
+def test_readings_for_a_day_imported_as_a_total_are_refused(storage: Storage) -> None:
     storage.save_meter(MeterRecord(1, "A", None, "East"))
     storage.import_daily_totals([DailyTotal(1, D1, 14_755, 48)])
     with storage.transaction():
@@ -362,3 +400,49 @@ def test_store_readings_in_bulk_answers_as_one_by_one_on_random_batches(
     assert bulk.region_days_between(D1, D3) == one.region_days_between(D1, D3)
     one.close()
     bulk.close()
+
+
+# -- PostgreSQL only ----------------------------------------------------------------------
+def test_postgres_partitions_by_month_with_the_meter_id_first_in_every_key(
+        pg_database: str) -> None:
+    from metermatrix.storage.postgres import PostgresStorage
+
+    storage = PostgresStorage(pg_database)
+    try:
+        storage.prepare_days(D1)  # February: January (late readings) .. April are made
+        fill(storage, Reading(1, D1, 0, 10), Reading(2, date(2025, 7, 3), 1, 20))
+        storage.close_day_from_readings(D1)
+        views = dbviews.PostgresViews(pg_database)
+        parts = [name for (name,) in views.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'day_readings'"
+            " AND c.relkind = 'r' ORDER BY 1")]
+        assert parts == ["day_readings_2025_01", "day_readings_2025_02", "day_readings_2025_03",
+                         "day_readings_2025_04", "day_readings_2025_07"]
+        assert views.execute("SELECT COUNT(*) FROM day_readings_2025_07").fetchone() == (1,)
+        keys = dict(views.execute(
+            "SELECT t.relname, a.attname FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid"
+            " JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]"
+            " WHERE x.indisprimary AND t.relname IN ('day_readings', 'daily_totals', 'meters',"
+            " 'residents')"))
+        assert keys == dict.fromkeys(["day_readings", "daily_totals", "meters", "residents"],
+                                     "meter_id")
+        assert storage._db.execute("SHOW synchronous_commit").fetchone() == ("on",)
+        views.close()
+    finally:
+        storage.close()
+
+
+def test_postgres_readonly_storage_reads_but_cannot_write(pg_database: str) -> None:
+    from metermatrix.storage.postgres import PostgresStorage
+
+    writer = PostgresStorage(pg_database)
+    fill(writer, Reading(1, D1, 0, 10))
+    readonly = open_storage(Path("unused"), readonly=True, database=pg_database)
+    try:
+        assert list(readonly.readings_of_day(D1)) == [Reading(1, D1, 0, 10)]
+        with pytest.raises(StorageError, match="read-only"), readonly.transaction():
+            readonly.add_meters([2])
+    finally:
+        readonly.close()
+        writer.close()

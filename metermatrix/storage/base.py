@@ -84,6 +84,14 @@ class Storage(abc.ABC):
     def database_id(self) -> str:
         """A random id made with the database: tells one database from a copy of another."""
 
+    def prepare_days(self, day: date) -> None:  # noqa: B027 - most backends need nothing
+        """Make ready the storage of ``day``'s month and the next (PostgreSQL: partitions)."""
+
+    def try_lock_routines(self) -> bool:
+        """Whether this connection now holds the right to run the close and the snapshot,
+        among processes sharing the database (held until the connection ends)."""
+        return True
+
     # -- meters -----------------------------------------------------------------
     @abc.abstractmethod
     def add_meters(self, meter_ids: Iterable[int]) -> None:

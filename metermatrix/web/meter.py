@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import tornado.web
 
 from metermatrix.batches import (
@@ -47,6 +49,8 @@ class MeterHandler(JSONHandler):
         except NotStoredError as error:
             self.set_header("Retry-After", "30")
             return self.write_json({"error": f"reading not stored, send again: {error}"}, 503)
+        if service.shared:
+            self.set_header("X-MeterMatrix-Worker", str(os.getpid()))
         self.write_json(receipt.as_json(), _STATUS[receipt.outcome])
 
 
