@@ -261,6 +261,8 @@ async def accept_batch(collector: Collector, batch: ParsedBatch) -> BatchResult:
     store, day = collector.store, collector.store.day
     today = (batch.day_index == batch.days.index(day)) if day in batch.days else \
         np.zeros(len(batch), bool)
+    if collector.shared:  # several processes: the database decides the open day's lines too
+        today = np.zeros(len(batch), bool)
     lines, meter_ids = batch.lines[today], batch.meter_ids[today]
     slots, offered = batch.slots[today], batch.energy_wh[today]
     outcome, kept_wh, new_meters = _put_in_store(collector, meter_ids, slots, offered)
@@ -271,7 +273,7 @@ async def accept_batch(collector: Collector, batch: ParsedBatch) -> BatchResult:
         waits.append(collector.writer.add_rows(day, ids, store.rows_of(ids),
                                                sorted(new_meters.tolist())))
     others = [(code, here) for code, other in enumerate(batch.days)
-              if other != day and (here := batch.day_index == code).any()]
+              if (other != day or collector.shared) and (here := batch.day_index == code).any()]
     for code, here in others:  # each other day's lines: decided by the database
         waits.append(collector.writer.store_columns(
             batch.days[code], batch.meter_ids[here], batch.slots[here], batch.energy_wh[here]))
@@ -287,10 +289,24 @@ async def accept_batch(collector: Collector, batch: ParsedBatch) -> BatchResult:
     if len(ids) and results[0]:
         _refuse_imported(collector, day, set(results[0]), meter_ids, slots, outcome)
     result = _open_day_result(lines, outcome, kept_wh, batch.errors)
-    for (_, here), codes in zip(others, results[len(results) - len(others) - 1: -1],
-                                strict=True):
+    for (code, here), codes in zip(others, results[len(results) - len(others) - 1: -1],
+                                   strict=True):
         _add_other_day(result, batch.lines[here], codes)
+        if batch.days[code] == day == store.day:  # shared: keep what the database took
+            _cache_decided(store, batch.meter_ids[here], batch.slots[here],
+                           batch.energy_wh[here], codes)
     return result
+
+
+def _cache_decided(store: TodayStore, meter_ids: npt.NDArray[np.int64],
+                   slots: npt.NDArray[np.int64], energy_wh: npt.NDArray[np.int64],
+                   codes: npt.NDArray[np.int64]) -> None:
+    """Put the open day's readings the database stored or already held into today's store."""
+    held = (codes == OUTCOMES.index("stored")) | (codes == OUTCOMES.index("duplicate"))
+    for meter_id, slot, wh in zip(meter_ids[held].tolist(), slots[held].tolist(),
+                                  energy_wh[held].tolist(), strict=True):
+        if store.get(meter_id, slot) is None:
+            store.put_stored(meter_id, slot, wh)
 
 
 def _add_other_day(result: BatchResult, lines: npt.NDArray[np.int64],

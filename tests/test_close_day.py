@@ -20,7 +20,6 @@ import orjson
 import pytest
 
 from metermatrix.storage import IMPORTED_DAY
-from tests import dbviews
 from tests.conftest import ROOT, ServerProcess, send_time
 from tests.test_batch import line, post_batch
 
@@ -152,13 +151,13 @@ def test_closed_day_reopened_and_killed_at_its_close(make_server, kill_after_ms:
     assert_totals_are_the_readings(server, day, ledger)
 
 
-def import_totals(data_dir: Path, path: Path, totals: dict[int, tuple[date, float]]
+def import_totals(server: ServerProcess, path: Path, totals: dict[int, tuple[date, float]]
                   ) -> subprocess.CompletedProcess[str]:
     """``metermatrix import`` of day totals {meter_id: (day, kWh)}, in its own process."""
     path.write_bytes(orjson.dumps({f"{meter_id:09d}": {day.isoformat(): kwh}
                                    for meter_id, (day, kwh) in totals.items()}))
     return subprocess.run([sys.executable, "-m", "metermatrix", "import", str(path),
-                           "--data-dir", str(data_dir)],
+                           "--data-dir", str(server.data_dir), *server.database_args()],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
@@ -172,7 +171,7 @@ def test_open_day_imported_as_a_total_refuses_the_meters_packets_through_its_clo
     day, ledger = server.now().date(), Ledger()
     close_at = datetime.combine(day, time_of_day(14, 12), UTC)
     assert post_all(server, ledger, [(100 + m, 20, 0.1) for m in range(5)], day) == 5
-    done = import_totals(server.data_dir, tmp_path / "today.json",
+    done = import_totals(server, tmp_path / "today.json",
                          {500: (day, 7.5), 501: (day, 2.25)})
     assert done.returncode == 0, done.stderr
     # The running server learns of the import from the database, in the commit.
@@ -199,7 +198,7 @@ def test_open_day_imported_as_a_total_refuses_the_meters_packets_through_its_clo
     assert_refused_as_imported(*server.post_packet(501, send_time(day, 23), 0.4))  # late
     assert server.stop() == 0
 
-    with dbviews.connect(server.data_dir / "metermatrix.sqlite3") as db:
+    with server.db() as db:
         totals = db.execute("SELECT meter_id, energy_wh, readings FROM day_totals"
                             " WHERE day = ? ORDER BY 1", (day.isoformat(),)).fetchall()
         stored = dict(((m, s), wh) for m, s, wh in db.execute(

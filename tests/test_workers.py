@@ -134,3 +134,52 @@ def test_the_day_close_runs_once_with_every_workers_readings(
                           " WHERE day = ? GROUP BY 1 ORDER BY 1", (day.isoformat(),)).fetchall()
     assert len(totals) == 40 and totals == sums
     assert server.log_path.read_text().count(f"closed {day.isoformat()}:") == 1
+
+
+def post_batch_raw(server: ServerProcess, body: bytes) -> tuple[int, dict[str, object], str]:
+    """POST a head-end batch on a fresh connection: (status, answer, answering worker)."""
+    import hashlib
+    import hmac
+    import http.client
+
+    from metermatrix.batches import headend_key
+    from metermatrix.signing import load_fleet_key
+
+    key = headend_key(load_fleet_key(server.data_dir, create=False), "headend-1")
+    headers = {"X-Headend": "headend-1",
+               "X-Headend-Signature": hmac.new(key, body, hashlib.sha256).hexdigest()}
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request("POST", "/meter/batch", body, headers)
+        response = connection.getresponse()
+        return (response.status, orjson.loads(response.read()),
+                response.getheader("X-MeterMatrix-Worker") or "")
+    finally:
+        connection.close()
+
+
+def test_the_same_batch_posted_to_two_workers_at_once_stores_each_line_once(
+        workers: ServerProcess) -> None:
+    day = workers.now().date()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for round_ in range(6):
+            meters = range(910_000_000 + 100 * round_, 910_000_000 + 100 * round_ + 100)
+            body = b"\n".join(orjson.dumps({
+                "id": m, "reading_kWh": 0.25, "timestamp":
+                send_time(day, slot).strftime("%Y-%m-%dT%H:%M:%SZ")})
+                for m in meters for slot in (18, 19))
+            barrier = threading.Barrier(2)
+
+            def send(text: bytes = body, gate: threading.Barrier = barrier
+                     ) -> tuple[int, dict[str, object], str]:
+                gate.wait()
+                return post_batch_raw(workers, text)
+
+            answers = [future.result() for future in [pool.submit(send), pool.submit(send)]]
+            assert [status for status, _, _ in answers] == [200, 200], answers
+            assert sum(answer["stored"] for _, answer, _ in answers) == 200  # type: ignore[misc]
+            assert sum(answer["duplicate"] for _, answer, _ in answers) == 200  # type: ignore[misc]
+    with workers.db() as db:
+        (count,) = db.execute("SELECT COUNT(*) FROM readings WHERE meter_id >= 910000000"
+                              ).fetchone()
+    assert count == 6 * 200
