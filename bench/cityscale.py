@@ -22,19 +22,22 @@ import argparse
 import asyncio
 import hashlib
 import hmac
+import json
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import start_server, summary_row, write_result  # noqa: E402
+from bench._common import RESULTS, start_server, summary_row, write_result  # noqa: E402
 from metermatrix.batches import headend_key  # noqa: E402
 from metermatrix.signing import load_fleet_key, meter_key, sign_body  # noqa: E402
 from metermatrix.storage import SQLiteStorage  # noqa: E402
@@ -197,6 +200,50 @@ async def ingest(folder: Path, lines_per_batch: int, batches: int) -> dict[str, 
             "single_readings_per_s": single_rate, "bulk_over_single": bulk_rate / single_rate}
 
 
+def summarise(args: argparse.Namespace, figures: dict[str, Any]) -> list[dict[str, object]]:
+    """The rows of the table in bench/README.md, for the parts measured."""
+    rows = []
+    if "history" in figures:
+        history = figures["history"]
+        rows.append(summary_row(f"bytes per reading, {history['meters']} meters x "
+                                f"{history['days']} d", round(history["bytes_per_reading"], 2),
+                                "B", aim=4.0))
+    if "month" in figures:
+        month = figures["month"]
+        rows.append(summary_row(f"bytes per reading, {month['meters']} meters x {month['days']} d",
+                                round(month["bytes_per_reading"], 2), "B", aim=4.0))
+    if "close" in figures:
+        close = figures["close"]
+        rows += [summary_row(f"day close, {close['meters']} meters, "
+                             f"{close['closed_days_behind']} days behind",
+                             round(close["close_with_history_s"], 2), "s"),
+                 summary_row("day close with history / fresh", round(close["history_ratio"], 2),
+                             "x"),
+                 summary_row("bytes written per reading with history",
+                             round(close["written_per_reading_history_b"]), "B")]
+    if "start" in figures:
+        start = figures["start"]
+        rows += [summary_row(f"start with today stored, {start['meters']} meters",
+                             round(start["start_fresh_s"], 2), "s", aim=15),
+                 summary_row("peak memory at that start", round(start["peak_rss_fresh_mb"]),
+                             "MB", aim=1536),
+                 summary_row("the same start with a recovery file",
+                             round(start["start_with_recovery_file_s"], 2), "s", aim=15),
+                 summary_row("peak memory at that start",
+                             round(start["peak_rss_with_recovery_file_mb"]), "MB", aim=1536)]
+    if "ingest" in figures:
+        ingested = figures["ingest"]
+        rows += [summary_row("bulk readings/s", round(ingested["bulk_readings_per_s"]), "/s",
+                             aim=250_000, higher_is_better=True),
+                 summary_row("bulk / single packet readings/s",
+                             round(ingested["bulk_over_single"], 1), "x", aim=50,
+                             higher_is_better=True)]
+    return rows
+
+
+PARTS = ("history", "month", "close", "start", "ingest")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=100_000)
@@ -205,47 +252,30 @@ def main() -> int:
     parser.add_argument("--history-days", type=int, default=365)
     parser.add_argument("--batch-lines", type=int, default=240_000)
     parser.add_argument("--batches", type=int, default=6)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="measure only these (the others are kept from the last results)")
     args = parser.parse_args()
+    calls: dict[str, Callable[[Path], dict[str, float]]] = {
+        "history": lambda f: bytes_per_reading(f, args.history_meters, args.history_days),
+        "month": lambda f: bytes_per_reading(f, args.meters, args.days),
+        "close": lambda f: close_with_history(f, args.meters, args.days),
+        "start": lambda f: start_up(f, args.meters),
+        "ingest": lambda f: asyncio.run(ingest(f, args.batch_lines, args.batches)),
+    }
+    previous = RESULTS / "cityscale.json"
+    figures: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
+    figures = {part: figures[part] for part in PARTS if part in figures}
     root = Path(tempfile.mkdtemp(prefix="metermatrix-cityscale-"))
-    figures: dict[str, object] = {}
     try:
-        for name, folder_name, call in [
-            ("history", "history", lambda f: bytes_per_reading(f, args.history_meters,
-                                                               args.history_days)),
-            ("month", "month", lambda f: bytes_per_reading(f, args.meters, args.days)),
-            ("close", "close", lambda f: close_with_history(f, args.meters, args.days)),
-            ("start", "start", lambda f: start_up(f, args.meters)),
-        ]:
-            folder = root / folder_name
+        for name in args.parts:
+            folder = root / name
             folder.mkdir()
-            figures[name] = call(folder)
+            figures[name] = calls[name](folder)
             print(name, figures[name], flush=True)
-            shutil.rmtree(folder)
-        figures["ingest"] = asyncio.run(ingest(root, args.batch_lines, args.batches))
-        print("ingest", figures["ingest"], flush=True)
+            shutil.rmtree(folder, ignore_errors=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    history, month, close = figures["history"], figures["month"], figures["close"]
-    start, ingested = figures["start"], figures["ingest"]
-    figures["summary"] = [
-        summary_row(f"bytes per reading, {args.history_meters} meters x {args.history_days} d",
-                    round(history["bytes_per_reading"], 2), "B", aim=4.0),  # type: ignore[index]
-        summary_row(f"bytes per reading, {args.meters} meters x {args.days} d",
-                    round(month["bytes_per_reading"], 2), "B", aim=4.0),  # type: ignore[index]
-        summary_row(f"day close, {args.meters} meters, {args.days} days behind",
-                    round(close["close_with_history_s"], 2), "s"),  # type: ignore[index]
-        summary_row("day close with history / fresh", round(close["history_ratio"], 2), "x"),  # type: ignore[index]
-        summary_row("bytes written per reading with history",
-                    round(close["written_per_reading_history_b"]), "B"),  # type: ignore[index]
-        summary_row(f"start with today stored, {args.meters} meters",
-                    round(start["start_fresh_s"], 2), "s"),  # type: ignore[index]
-        summary_row("peak memory at that start", round(start["peak_rss_fresh_mb"]), "MB"),  # type: ignore[index]
-        summary_row("bulk readings/s", round(ingested["bulk_readings_per_s"]), "/s",  # type: ignore[index]
-                    aim=250_000, higher_is_better=True),
-        summary_row("bulk / single packet readings/s",
-                    round(ingested["bulk_over_single"], 1), "x", aim=50,  # type: ignore[index]
-                    higher_is_better=True),
-    ]
+    figures["summary"] = summarise(args, figures)
     write_result("cityscale", figures)
     return 0
 
