@@ -21,7 +21,7 @@ from metermatrix.logfilter import limit_repeats
 from metermatrix.routines import open_day_for
 from metermatrix.service import MeterService
 from metermatrix.settings import Settings, add_arguments, settings_from_args
-from metermatrix.storage import open_storage
+from metermatrix.storage import StorageError, open_storage
 from metermatrix.voila import Dashboards
 from metermatrix.web.app import make_app
 from metermatrix.web.connections import MeterHTTPServer
@@ -127,7 +127,10 @@ def main(argv: list[str] | None = None) -> None:
         run_workers(settings, lambda sockets, index: asyncio.run(
             serve(settings, args.with_simulator, sockets, index)))
         return
-    asyncio.run(serve(settings, with_simulator=args.with_simulator))
+    try:
+        asyncio.run(serve(settings, with_simulator=args.with_simulator))
+    except StorageError as error:
+        sys.exit(f"server.py: {error}")
 
 
 if __name__ == "__main__":

@@ -83,13 +83,17 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        """The ``server.py`` command line this server starts with."""
+        return [sys.executable, str(ROOT / "server.py"), "--port", str(self.port),
+                "--data-dir", str(self.data_dir), "--timezone", self.timezone,
+                "--demo" if self.demo else "--no-demo",
+                "--dashboards" if self.dashboards else "--no-dashboards",
+                "--clock-offset-s", repr(self.clock_offset_s), *self.database_args(),
+                *self.extra]
+
     def start(self, timeout: float = 60) -> ServerProcess:
-        command = [sys.executable, str(ROOT / "server.py"), "--port", str(self.port),
-                   "--data-dir", str(self.data_dir), "--timezone", self.timezone,
-                   "--demo" if self.demo else "--no-demo",
-                   "--dashboards" if self.dashboards else "--no-dashboards",
-                   "--clock-offset-s", repr(self.clock_offset_s), *self.database_args(),
-                   *self.extra]
+        command = self.command()
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                                         preexec_fn=self.preexec)

@@ -67,7 +67,13 @@ class SQLiteStorage(DayTables, Storage):
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            migrate_if_needed(self._db, lambda: self._create_schema())
+            try:
+                migrate_if_needed(self._db, lambda: self._create_schema())
+            except sqlite3.Error as error:
+                self._db.close()
+                raise StorageError(f"cannot open the database {path} for writing: {error}"
+                                   " (check that the file and its folder are writable)"
+                                   ) from error
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA cache_size = -262144")  # 256 MiB
