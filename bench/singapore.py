@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -30,21 +29,20 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import ROOT, start_server, summary_row, write_result  # noqa: E402
 from metermatrix.fleet import synthetic_fleet  # noqa: E402
-from metermatrix.storage import SQLiteStorage  # noqa: E402
-from metermatrix.storage.packing import day_number  # noqa: E402
+from metermatrix.storage import MeterRecord, open_storage  # noqa: E402
 
 TZ = ZoneInfo("Asia/Singapore")
 SEED = 2026  # the simulator's default fleet seed
 
 
-def register(data_dir: Path, meters: int) -> None:
+def register(data_dir: Path, meters: int, database: str | None) -> None:
     """The master database knows every simulated meter and its region."""
-    SQLiteStorage(data_dir / "metermatrix.sqlite3").close()
-    rows = ((m.meter_id, m.name, m.fin_no, m.region, "2026-01-01T00:00:00+00:00")
-            for m in synthetic_fleet(meters, SEED))
-    with sqlite3.connect(data_dir / "metermatrix.sqlite3") as db:
-        db.executemany("INSERT INTO meters (meter_id, name, fin_no, region, created_at)"
-                       " VALUES (?, ?, ?, ?, ?)", rows)
+    storage = open_storage(data_dir, database=database)
+    with storage.transaction():
+        for meter in synthetic_fleet(meters, SEED):
+            storage.save_meter(MeterRecord(meter.meter_id, meter.name, meter.fin_no,
+                                           meter.region))
+    storage.close()
 
 
 def clock_after(now: datetime) -> tuple[date, float]:
@@ -67,21 +65,24 @@ def ledger_totals(path: Path) -> tuple[dict[int, int], int]:
     return totals, lines
 
 
-def stored_totals(data_dir: Path, day: date) -> tuple[dict[int, int], int]:
-    with sqlite3.connect(data_dir / "metermatrix.sqlite3") as db:
-        rows = db.execute("SELECT meter_id, energy_wh, readings FROM daily_totals WHERE day = ?",
-                          (day_number(day),)).fetchall()
-    return {m: wh for m, wh, _ in rows}, sum(n for _, _, n in rows)
+def stored_totals(data_dir: Path, day: date, database: str | None
+                  ) -> tuple[dict[int, int], int]:
+    storage = open_storage(data_dir, database=database)
+    rows = storage.daily_totals_between(None, day, day)
+    storage.close()
+    return {t.meter_id: t.energy_wh for t in rows}, sum(t.readings for t in rows)
 
 
-def run(work: Path, meters: int, batch_size: int) -> dict[str, object]:
+def run(work: Path, meters: int, batch_size: int, database: str | None = None
+        ) -> dict[str, object]:
     data_dir = work / "data"
     data_dir.mkdir(parents=True)
     began = time.perf_counter()
-    register(data_dir, meters)
+    register(data_dir, meters, database)
     figures: dict[str, object] = {"meters": meters, "register_s": time.perf_counter() - began}
     day, offset_s = clock_after(datetime.now(UTC))
-    server = start_server(data_dir, "Asia/Singapore", ["--clock-offset-s", str(offset_s)])
+    on = ["--database", database] if database else []
+    server = start_server(data_dir, "Asia/Singapore", ["--clock-offset-s", str(offset_s), *on])
     ledger = work / "ledger.jsonl"
     began = time.perf_counter()
     simulator = subprocess.run(
@@ -94,12 +95,12 @@ def run(work: Path, meters: int, batch_size: int) -> dict[str, object]:
     server.stop()
     began = time.perf_counter()
     close = subprocess.run([sys.executable, "-m", "metermatrix", "close-day", "--date",
-                            day.isoformat(), "--data-dir", str(data_dir)],
+                            day.isoformat(), "--data-dir", str(data_dir), *on],
                            capture_output=True, text=True, check=True, cwd=ROOT)
     close_s = time.perf_counter() - began
     print(close.stdout.strip(), flush=True)
     expected, acknowledged = ledger_totals(ledger)
-    found, stored = stored_totals(data_dir, day)
+    found, stored = stored_totals(data_dir, day, database)
     figures.update({
         "day": day.isoformat(), "readings_acknowledged": acknowledged,
         "readings_in_totals": stored, "ingest_s": ingest_s,
@@ -116,14 +117,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=100_000)
+    parser.add_argument("--postgres", action="store_true",
+                        help="on PostgreSQL: a throwaway cluster (tests/pg.py)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="metermatrix-singapore-"))
+    cluster = None
     try:
-        figures = run(work, args.meters, args.batch_size)
+        if args.postgres:
+            from tests.pg import Cluster, find_bin_dir
+
+            bin_dir = find_bin_dir()
+            if bin_dir is None:
+                print("no PostgreSQL binaries: skipped")
+                return 0
+            cluster = Cluster(bin_dir).start()
+        figures = run(work, args.meters, args.batch_size,
+                      cluster.create_database() if cluster else None)
+        figures["backend"] = "postgresql" if cluster else "sqlite"
     finally:
+        if cluster is not None:
+            cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(figures, flush=True)
-    meters = f"{args.meters:,} meters x 48"
+    meters = f"{args.meters:,} meters x 48" + (" on PostgreSQL" if args.postgres else "")
     figures["summary"] = [
         summary_row(f"a day of {meters}: bulk ingest + close-day", round(
             float(figures["ingest_and_close_s"]), 1), "s", aim=900),  # type: ignore[arg-type]
@@ -136,7 +152,7 @@ def main() -> int:
                     "yes" if figures["totals_equal_ledger"] else
                     f"no ({figures['meters_differing']} meters differ)"),
     ]
-    write_result("singapore", figures)
+    write_result("singapore-postgres" if args.postgres else "singapore", figures)
     return 0 if figures["totals_equal_ledger"] else 1
 
 
