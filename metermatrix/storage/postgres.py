@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from metermatrix.storage.base import UNASSIGNED, MeterRecord, SessionRecord, Storage, StorageError
+from metermatrix.storage.base import MeterRecord, SessionRecord, Storage, StorageError
 from metermatrix.storage.postgres_readings import PostgresReadings
 
 #: Advisory lock key held while the schema is made (several processes may start at once).
@@ -28,6 +28,8 @@ ROUTINES_LOCK = 0x4D4D_0003
 
 class PostgresStorage(PostgresReadings, Storage):
     """Storage on one PostgreSQL connection; make one per thread."""
+
+    MARK = "%s"
 
     def __init__(self, url: str, readonly: bool = False) -> None:
         self.url = url
@@ -112,17 +114,6 @@ class PostgresStorage(PostgresReadings, Storage):
         row = self._db.execute("SELECT meter_id, name, fin_no, region FROM meters"
                                " WHERE meter_id = %s", (meter_id,)).fetchone()
         return MeterRecord(*row) if row else None
-
-    def list_meters(self, region: str | None = None) -> list[MeterRecord]:
-        """All meters (of one region), ordered by id."""
-        sql = "SELECT meter_id, name, fin_no, region FROM meters"
-        if region is None:
-            rows = self._db.execute(sql + " ORDER BY meter_id")
-        elif region == UNASSIGNED:
-            rows = self._db.execute(sql + " WHERE region IS NULL ORDER BY meter_id")
-        else:
-            rows = self._db.execute(sql + " WHERE region = %s ORDER BY meter_id", (region,))
-        return [MeterRecord(*row) for row in rows]
 
     def meter_ids(self) -> npt.NDArray[np.int64]:
         """Every meter id, ascending."""

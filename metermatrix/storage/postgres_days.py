@@ -20,6 +20,7 @@ import psycopg
 from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import UNASSIGNED, DailyTotal, RegionDay
 from metermatrix.storage.packing import MISSING, day_number, day_of_number, row_totals
+from metermatrix.storage.sqltables import SQLTables
 
 _SUMS = np.dtype("<i8")
 _COUNTS = np.dtype("<i4")
@@ -42,7 +43,7 @@ def month_span(number: int) -> tuple[date, int, int]:
     return first, day_number(first), day_number(following)
 
 
-class PostgresDays:
+class PostgresDays(SQLTables):
     """The day methods of PostgresStorage (a mixin over its connection ``_db``)."""
 
     _db: psycopg.Connection[Any]
@@ -240,22 +241,6 @@ class PostgresDays:
         """All closed days, oldest first."""
         return [day for (day,) in self._db.execute(
             "SELECT day FROM closed_days ORDER BY day")]
-
-    def days_with_readings(self) -> list[date]:
-        """Every day with a stored reading, skipping through the day index."""
-        rows = self._db.execute(
-            """WITH RECURSIVE days (day) AS (
-                 SELECT MIN(day) FROM day_readings
-                 UNION ALL
-                 SELECT (SELECT MIN(day) FROM day_readings WHERE day > days.day) FROM days
-                 WHERE days.day IS NOT NULL)
-               SELECT day FROM days WHERE day IS NOT NULL""")
-        return [day_of_number(number) for (number,) in rows]
-
-    def days_with_open_readings(self, before: date) -> list[date]:
-        """Days before ``before`` that have readings but were never closed."""
-        closed = set(self.closed_days())
-        return [day for day in self.days_with_readings() if day < before and day not in closed]
 
     def _totals_rows(self, meter_ids: Sequence[int] | None, first: date, last: date
                      ) -> Iterator[tuple[int, int, int, int]]:

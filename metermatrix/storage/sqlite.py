@@ -22,7 +22,6 @@ import numpy.typing as npt
 from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import (
     OUTCOMES,
-    UNASSIGNED,
     MeterRecord,
     Outcome,
     Reading,
@@ -154,17 +153,6 @@ class SQLiteStorage(DayTables, Storage):
             "SELECT meter_id, name, fin_no, region FROM meters WHERE meter_id = ?", (meter_id,)
         ).fetchone()
         return MeterRecord(*row) if row else None
-
-    def list_meters(self, region: str | None = None) -> list[MeterRecord]:
-        """All meters (of one region), ordered by id."""
-        sql = "SELECT meter_id, name, fin_no, region FROM meters"
-        if region is None:
-            rows = self._db.execute(sql + " ORDER BY meter_id")
-        elif region == UNASSIGNED:
-            rows = self._db.execute(sql + " WHERE region IS NULL ORDER BY meter_id")
-        else:
-            rows = self._db.execute(sql + " WHERE region = ? ORDER BY meter_id", (region,))
-        return [MeterRecord(*row) for row in rows]
 
     def meter_ids(self) -> npt.NDArray[np.int64]:
         """Every meter id, ascending."""

@@ -19,6 +19,7 @@ from metermatrix.storage.packing import (
     group_slot_sums,
     row_totals,
 )
+from metermatrix.storage.sqltables import SQLTables
 
 _SUMS = np.dtype("<i8")
 _COUNTS = np.dtype("<i4")
@@ -28,7 +29,7 @@ def _now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class DayTables:
+class DayTables(SQLTables):
     """The day methods of SQLiteStorage (a mixin over its connection ``_db``)."""
 
     _db: sqlite3.Connection
@@ -236,22 +237,6 @@ class DayTables:
         """All closed days, oldest first."""
         rows = self._db.execute("SELECT day FROM closed_days ORDER BY day")
         return [date.fromisoformat(day) for (day,) in rows]
-
-    def days_with_readings(self) -> list[date]:
-        """Every day with at least one stored reading, skipping through the (day, meter) key."""
-        rows = self._db.execute(
-            """WITH RECURSIVE days (day) AS (
-                 SELECT MIN(day) FROM day_readings
-                 UNION ALL
-                 SELECT (SELECT MIN(day) FROM day_readings WHERE day > days.day) FROM days
-                 WHERE days.day IS NOT NULL)
-               SELECT day FROM days WHERE day IS NOT NULL""")
-        return [day_of_number(number) for (number,) in rows]
-
-    def days_with_open_readings(self, before: date) -> list[date]:
-        """Days before ``before`` that have readings but were never closed."""
-        closed = set(self.closed_days())
-        return [day for day in self.days_with_readings() if day < before and day not in closed]
 
     def _totals_rows(self, meter_ids: Sequence[int] | None, first: date, last: date
                      ) -> Iterator[tuple[int, int, int, int]]:
