@@ -12,12 +12,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
-import os
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
+from metermatrix.secretfile import secret_file
 from metermatrix.storage import MeterRecord
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -27,16 +26,7 @@ _READ_AS = str.maketrans({"I": "1", "L": "1", "O": "0", "-": None, " ": None})
 
 def load_activation_key(data_dir: Path) -> bytes:
     """The activation secret of a data folder, made on first use (mode 0600)."""
-    path = data_dir / "activation.key"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return load_activation_key(data_dir)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
-    return bytes.fromhex(path.read_text().strip())
+    return bytes.fromhex(secret_file(data_dir / "activation.key"))
 
 
 def activation_code(key: bytes, meter_id: int) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 from pathlib import Path
+
+from metermatrix.secretfile import secret_file
 
 #: Environment variable that, when set, holds the hex fleet secret.
 FLEET_KEY_ENV = "METERMATRIX_FLEET_KEY"
@@ -20,17 +21,9 @@ def load_fleet_key(data_dir: Path, create: bool = True) -> bytes:
     if from_env:
         return bytes.fromhex(from_env.strip())
     path = data_dir / "fleet.key"
-    if not path.exists():
-        if not create:
-            raise FileNotFoundError(f"no fleet key at {path}; start the server once first")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return load_fleet_key(data_dir, create=False)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
-    return bytes.fromhex(path.read_text().strip())
+    if not path.exists() and not create:
+        raise FileNotFoundError(f"no fleet key at {path}; start the server once first")
+    return bytes.fromhex(secret_file(path))
 
 
 # hmac.new rather than the one-shot hmac.digest: the one-shot releases the GIL, and on

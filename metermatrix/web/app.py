@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from tornado.log import access_log
 
 from metermatrix.activation import load_activation_key
 from metermatrix.drift import ClockDrift
+from metermatrix.secretfile import secret_file
 from metermatrix.service import MeterService
 from metermatrix.throttle import LoginThrottle
 from metermatrix.web.base import BaseHandler
@@ -26,12 +26,7 @@ HERE = Path(__file__).parent
 
 def cookie_secret(data_dir: Path) -> str:
     """The cookie-signing secret, made on first start in the data folder (mode 0600)."""
-    path = data_dir / "cookie.secret"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with open(path, "x", opener=lambda p, flags: __import__("os").open(p, flags, 0o600)) as f:
-            f.write(secrets.token_hex(32))
-    return path.read_text().strip()
+    return secret_file(data_dir / "cookie.secret")
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
