@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from importlib import resources
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,6 @@ import numpy.typing as npt
 
 from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import (
-    OUTCOMES,
     MeterRecord,
     Outcome,
     Reading,
@@ -37,25 +36,23 @@ from metermatrix.storage.packing import (
     ON_TIME,
     day_number,
     day_of_number,
-    offer_slots,
     pack_marks,
     pack_rows,
     unpack_marks,
     unpack_row,
     unpack_rows,
 )
+from metermatrix.storage.sqlite_columns import ColumnReadings, check_energy
 from metermatrix.storage.sqlite_days import DayTables
 
 _CHUNK = 500  # ids per IN (...) list
-#: Indexes into OUTCOMES ("stored", "duplicate", "conflict", "imported").
-_STORED, _DUPLICATE, _CONFLICT, _IMPORTED = 0, 1, 2, 3
 
 
 def _now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class SQLiteStorage(DayTables, Storage):
+class SQLiteStorage(DayTables, ColumnReadings, Storage):
     """Storage on one SQLite connection; make one per thread."""
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
@@ -188,7 +185,7 @@ class SQLiteStorage(DayTables, Storage):
             rows = self._rows_of(number, sorted({r.meter_id for r in group}))
             changed: dict[int, tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]]] = {}
             for reading in group:
-                _check_energy(reading.energy_wh)
+                check_energy(reading.energy_wh)
                 values, marks = changed.get(reading.meter_id) or _copy_or_empty(
                     rows.get(reading.meter_id))
                 if values[reading.slot] == MISSING:
@@ -242,7 +239,7 @@ class SQLiteStorage(DayTables, Storage):
 
     def store_reading(self, reading: Reading) -> Outcome:
         """Store one reading of any day; a new one on a closed day amends that day's total."""
-        _check_energy(reading.energy_wh)
+        check_energy(reading.energy_wh)
         number = day_number(reading.day)
         found = self._rows_of(number, [reading.meter_id]).get(reading.meter_id)
         if found is not None and found[0][reading.slot] != MISSING:
@@ -252,57 +249,6 @@ class SQLiteStorage(DayTables, Storage):
         self.add_meters([reading.meter_id])
         self.add_readings([reading])
         return "stored"
-
-    def store_readings(self, readings: Sequence[Reading]) -> list[Outcome]:
-        """``store_reading`` for many readings: one read and one write of each meter's row.
-
-        Decided as columns, day by day, exactly as one reading after the other would be.
-        """
-        if not readings:
-            return []
-        energy = np.fromiter(map(attrgetter("energy_wh"), readings), np.int64, len(readings))
-        meter_ids = np.fromiter(map(attrgetter("meter_id"), readings), np.int64, len(readings))
-        slots = np.fromiter(map(attrgetter("slot"), readings), np.int64, len(readings))
-        days = [reading.day for reading in readings]
-        codes = np.zeros(len(readings), np.int64)
-        for day in set(days):
-            here = np.fromiter((d == day for d in days), bool, len(days))
-            codes[here] = self.store_day_readings(day, meter_ids[here], slots[here],
-                                                  energy[here])
-        return [OUTCOMES[code] for code in codes.tolist()]
-
-    def store_day_readings(self, day: date, meter_ids: npt.NDArray[np.int64],
-                           slots: npt.NDArray[np.int64], energy: npt.NDArray[np.int64]
-                           ) -> npt.NDArray[np.int64]:
-        """Store one day's readings given as columns; each one's index into ``OUTCOMES``."""
-        bad = np.flatnonzero((energy < 0) | (energy >= MISSING))
-        if len(bad):
-            _check_energy(int(energy[bad[0]]))
-        number, closed = day_number(day), self._is_closed(day)
-        unique = np.unique(meter_ids)
-        old = self._rows_of(number, unique.tolist())
-        imported = self.imported_meters(day, [m for m in unique.tolist() if m not in old])
-        values = np.full((len(unique), SLOTS_PER_DAY), MISSING, np.uint16)
-        marks = np.zeros((len(unique), SLOTS_PER_DAY), np.uint8)
-        for row, meter_id in enumerate(unique.tolist()):
-            if meter_id in old:
-                values[row], marks[row] = old[meter_id]
-        rows = np.searchsorted(unique, meter_ids)
-        blocked = np.isin(meter_ids, np.array(sorted(imported), np.int64))
-        keys = rows * SLOTS_PER_DAY + slots
-        held = values.reshape(-1)[keys].astype(np.int64)
-        # A refused meter's lines are refused whole: shown as held, never stored.
-        stored, kept = offer_slots(np.where(blocked, 0, held), keys, energy)
-        stored &= ~blocked
-        codes = np.where(kept == energy, _DUPLICATE, _CONFLICT)
-        codes[stored], codes[blocked] = _STORED, _IMPORTED
-        values.reshape(-1)[keys[stored]] = energy[stored]
-        marks.reshape(-1)[keys[stored]] = LATE if closed else ON_TIME
-        changed = np.unique(rows[stored]).tolist()
-        self.add_meters(int(unique[row]) for row in changed if int(unique[row]) not in old)
-        self._write_rows(number, {int(unique[row]): (values[row], marks[row])
-                                  for row in changed}, old if closed else None)
-        return codes
 
     def imported_meters(self, day: date, meter_ids: Sequence[int]) -> set[int]:
         """Meters of ``meter_ids`` whose total of ``day`` was imported without readings.
@@ -512,9 +458,6 @@ def _utc_text(moment: datetime) -> str:
     """An aware datetime as ISO 8601 UTC text that sorts in time order."""
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
-def _check_energy(energy_wh: int) -> None:
-    if not 0 <= energy_wh < MISSING:
-        raise StorageError(f"reading of {energy_wh} Wh is outside 0..{MISSING - 1}")
 
 
 def _copy_or_empty(found: tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint8]] | None
