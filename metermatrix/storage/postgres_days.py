@@ -284,29 +284,11 @@ class PostgresDays(SQLTables):
                 " WHERE region = %s AND day BETWEEN %s AND %s", (region, first, last)):
             found[day] = (np.frombuffer(sums, _SUMS).astype(np.int64),
                           np.frombuffer(counts, _COUNTS).astype(np.int64))
-        for day in self.days_with_readings():
-            if first <= day <= last and day not in found:
-                found[day] = self._open_region_slots(region, day)
-        result: list[tuple[date, int, int, int]] = []
-        for day in sorted(found):
-            sums, counts = found[day]
-            result.extend((day, slot, int(sums[slot]), int(counts[slot]))
-                          for slot in range(SLOTS_PER_DAY) if counts[slot])
-        return result
+        return self._with_open_days(found, region, first, last)
 
-    def _open_region_slots(self, region: str, day: date
-                           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        test = "m.region IS NULL" if region == UNASSIGNED else "m.region = %s"
-        params = (day_number(day),) + (() if region == UNASSIGNED else (region,))
-        blobs = [blob for (blob,) in self._db.cursor(binary=True).execute(
-            f"""SELECT r.slots_wh FROM day_readings r LEFT JOIN meters m USING (meter_id)
-                WHERE r.day = %s AND {test}""", params)]
-        if not blobs:
-            return np.zeros(SLOTS_PER_DAY, np.int64), np.zeros(SLOTS_PER_DAY, np.int64)
-        values = np.frombuffer(b"".join(blobs), "<u2").reshape(-1, SLOTS_PER_DAY)
-        present = values != MISSING
-        return (np.where(present, values, 0).sum(axis=0, dtype=np.int64),
-                present.sum(axis=0, dtype=np.int64))
+    def _blob_cursor(self) -> Any:
+        """A cursor that returns bytea as bytes."""
+        return self._db.cursor(binary=True)
 
     def import_daily_totals(self, totals: Iterable[DailyTotal]) -> None:
         """Load historic daily totals and mark their days closed (open days totalled first)."""

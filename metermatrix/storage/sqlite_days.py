@@ -10,10 +10,8 @@ from operator import itemgetter
 import numpy as np
 import numpy.typing as npt
 
-from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import UNASSIGNED, DailyTotal, RegionDay
 from metermatrix.storage.packing import (
-    MISSING,
     day_number,
     day_of_number,
     group_slot_sums,
@@ -282,30 +280,7 @@ class DayTables(SQLTables):
                 (region, first.isoformat(), last.isoformat())):
             found[date.fromisoformat(text)] = (np.frombuffer(sums, _SUMS).astype(np.int64),
                                                np.frombuffer(counts, _COUNTS).astype(np.int64))
-        for day in self.days_with_readings():
-            if first <= day <= last and day not in found:
-                found[day] = self._open_region_slots(region, day)
-        result: list[tuple[date, int, int, int]] = []
-        for day in sorted(found):
-            sums, counts = found[day]
-            result.extend((day, slot, int(sums[slot]), int(counts[slot]))
-                          for slot in range(SLOTS_PER_DAY) if counts[slot])
-        return result
-
-    def _open_region_slots(self, region: str, day: date
-                           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        test = "m.region IS NULL" if region == UNASSIGNED else "m.region = ?"
-        params: tuple[object, ...] = (day_number(day),) + (() if region == UNASSIGNED
-                                                           else (region,))
-        blobs = [blob for (blob,) in self._db.execute(
-            f"""SELECT r.slots_wh FROM day_readings r LEFT JOIN meters m USING (meter_id)
-                WHERE r.day = ? AND {test}""", params)]
-        if not blobs:
-            return np.zeros(SLOTS_PER_DAY, np.int64), np.zeros(SLOTS_PER_DAY, np.int64)
-        values = np.frombuffer(b"".join(blobs), "<u2").reshape(-1, SLOTS_PER_DAY)
-        present = values != MISSING
-        return (np.where(present, values, 0).sum(axis=0, dtype=np.int64),
-                present.sum(axis=0, dtype=np.int64))
+        return self._with_open_days(found, region, first, last)
 
     def import_daily_totals(self, totals: Iterable[DailyTotal]) -> None:
         """Load historic daily totals and mark their days closed.

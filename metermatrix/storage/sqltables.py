@@ -5,8 +5,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
+from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import UNASSIGNED, MeterRecord
-from metermatrix.storage.packing import day_of_number
+from metermatrix.storage.packing import MISSING, day_number, day_of_number, unpack_rows
+
+#: (energy_wh, readings) per slot of one day.
+SlotSums = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
 class SQLTables:
@@ -45,3 +52,34 @@ class SQLTables:
         """Days before ``before`` that have readings but were never closed."""
         closed = set(self.closed_days())
         return [day for day in self.days_with_readings() if day < before and day not in closed]
+
+    def _with_open_days(self, found: dict[date, SlotSums], region: str, first: date,
+                        last: date) -> list[tuple[date, int, int, int]]:
+        """``region_slot_energy`` from the closed days' sums in ``found``: the other days
+        with readings are summed from the region's packed rows; one row per slot held."""
+        for day in self.days_with_readings():
+            if first <= day <= last and day not in found:
+                found[day] = self._open_region_slots(region, day)
+        result: list[tuple[date, int, int, int]] = []
+        for day in sorted(found):
+            sums, counts = found[day]
+            result.extend((day, slot, int(sums[slot]), int(counts[slot]))
+                          for slot in range(SLOTS_PER_DAY) if counts[slot])
+        return result
+
+    def _open_region_slots(self, region: str, day: date) -> SlotSums:
+        """Per slot of one day not closed: the region's energy and readings, from its rows."""
+        test = "m.region IS NULL" if region == UNASSIGNED else f"m.region = {self.MARK}"
+        params: tuple[object, ...] = (day_number(day),) + (() if region == UNASSIGNED
+                                                           else (region,))
+        blobs = [bytes(blob) for (blob,) in self._blob_cursor().execute(
+            f"""SELECT r.slots_wh FROM day_readings r LEFT JOIN meters m USING (meter_id)
+                WHERE r.day = {self.MARK} AND {test}""", params)]
+        values = unpack_rows(blobs)
+        present = values != MISSING
+        return (np.where(present, values, 0).sum(axis=0, dtype=np.int64),
+                present.sum(axis=0, dtype=np.int64))
+
+    def _blob_cursor(self) -> Any:
+        """A cursor that returns blobs as bytes."""
+        return self._db
