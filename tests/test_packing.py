@@ -14,6 +14,7 @@ from metermatrix.storage.packing import (
     ROW_BYTES,
     day_number,
     day_of_number,
+    group_slot_sums,
     pack_marks,
     pack_rows,
     unpack_marks,
@@ -99,3 +100,21 @@ def test_bytes_per_stored_reading_stay_under_four(tmp_path) -> None:
     size = (tmp_path / "db.sqlite3").stat().st_size
     assert size / (meters * 20 * 48) < 4.0
     storage.close()
+
+
+def test_group_slot_sums_equal_a_plain_sum_at_the_largest_readings() -> None:
+    """Blocks of rows summed as they are, less the missing ones, give exact int64 sums."""
+    rng = np.random.default_rng(7)
+    meters = 3 * (1 << 15) + 123  # several blocks and a partial one
+    values = rng.integers(0, MISSING, (meters, 48), dtype=np.uint16)
+    values[: 1 << 15] = MISSING - 1  # a whole block at the largest reading
+    values[rng.random(values.shape) < 0.05] = MISSING
+    codes = rng.integers(0, 4, meters)  # group 4 of 5 holds no row
+    energy, readings = group_slot_sums(codes, 5, values)
+    present = values != MISSING
+    for group in range(5):
+        rows = codes == group
+        assert energy[group].tolist() == np.where(present[rows], values[rows].astype(np.int64),
+                                                  0).sum(axis=0).tolist()
+        assert readings[group].tolist() == present[rows].sum(axis=0).tolist()
+    assert energy.dtype == np.int64 and int(energy[4].sum()) == 0

@@ -16,6 +16,7 @@ from metermatrix.storage.packing import (
     day_of_number,
     group_slot_sums,
     row_totals,
+    unpack_rows,
 )
 from metermatrix.storage.sqltables import SQLTables
 
@@ -122,8 +123,8 @@ class DayTables(SQLTables):
         with self.transaction():  # type: ignore[attr-defined]
             earlier = self._db.execute(
                 "SELECT 1 FROM daily_totals WHERE day = ? LIMIT 1", (number,)).fetchone()
-            ids, values, energy, counts = self._total_readings(day)
-            regions = self._region_codes(ids)
+            ids, values, regions = self._day_rows_by_region(day)
+            energy, counts = self._total_readings(day, ids, values)
             keep = counts > 0
             if earlier is not None:  # imported totals too: count every row of the day
                 self._mark_closed(day, (ids, values), regions)
@@ -134,19 +135,45 @@ class DayTables(SQLTables):
                               _region_days(regions, energy[keep], counts[keep], keep))
         return int(keep.sum())
 
-    def _total_readings(self, day: date) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16],
-                                                  npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Store each meter's total of ``day`` from its readings: (ids, matrix, wh, readings)."""
-        ids, values = self.day_matrix(day)
+    def _day_rows_by_region(self, day: date
+                            ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16],
+                                       tuple[list[str], npt.NDArray[np.int64]]]:
+        """(ids, (meters, 48) readings, (region names, each row's index into them)) of ``day``.
+
+        Each row's region comes with it in one pass: the join looks the meter up by its
+        key, and the region arrives as a small integer rather than as a string.
+        """
+        found = [region for (region,) in self._db.execute(
+            "SELECT DISTINCT region FROM meters WHERE region IS NOT NULL")]
+        names = sorted({*found, UNASSIGNED})
+        cases = " ".join(f"WHEN ? THEN {names.index(name)}" for name in found)
+        cursor = self._db.execute(
+            f"""SELECT d.meter_id, d.slots_wh,
+                       {f"CASE m.region {cases} ELSE {names.index(UNASSIGNED)} END"
+                        if found else names.index(UNASSIGNED)}
+                FROM day_readings d LEFT JOIN meters m USING (meter_id)
+                WHERE d.day = ? ORDER BY d.meter_id""", (*found, day_number(day)))
+        ids: list[npt.NDArray[np.int64]] = [np.zeros(0, np.int64)]
+        codes: list[npt.NDArray[np.int64]] = [np.zeros(0, np.int64)]
+        blobs: list[bytes] = []
+        while rows := cursor.fetchmany(100_000):
+            ids.append(np.fromiter(map(itemgetter(0), rows), np.int64, len(rows)))
+            blobs.append(b"".join(map(itemgetter(1), rows)))
+            codes.append(np.fromiter(map(itemgetter(2), rows), np.int64, len(rows)))
+        return np.concatenate(ids), unpack_rows(blobs), (names, np.concatenate(codes))
+
+    def _total_readings(self, day: date, ids: npt.NDArray[np.int64],
+                        values: npt.NDArray[np.uint16]
+                        ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Store each meter's total of ``day`` from its rows; returns (energy_wh, readings)."""
         energy, counts = row_totals(values)
         keep = counts > 0
         self._db.executemany(
-            "INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
-            " VALUES (?, ?, ?, ?)",
-            zip([day_number(day)] * int(keep.sum()), ids[keep].tolist(), energy[keep].tolist(),
-                counts[keep].tolist(), strict=True),
+            f"INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
+            f" VALUES ({day_number(day)}, ?, ?, ?)",
+            zip(ids[keep].tolist(), energy[keep].tolist(), counts[keep].tolist(), strict=True),
         )
-        return ids, values, energy, counts
+        return energy, counts
 
     def _mark_closed(self, day: date,
                      matrix: tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]] | None = None,
@@ -294,7 +321,7 @@ class DayTables(SQLTables):
         with self.transaction():  # type: ignore[attr-defined]
             for day in sorted(by_day):
                 if not self._is_closed(day):
-                    self._total_readings(day)
+                    self._total_readings(day, *self.day_matrix(day))
                 self._db.executemany(
                     "INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
                     " VALUES (?, ?, ?, ?)",
