@@ -385,6 +385,8 @@ def three_days(storage: Storage) -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_store_readings_in_bulk_and_as_columns_answer_as_one_by_one_on_random_batches(
         make_storage: Callable[[str], Storage], seed: int) -> None:
+    """Odd seeds add meters 12..199: a day's rows then go through COPY on PostgreSQL
+    (even seeds: sent as arrays)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -395,6 +397,10 @@ def test_store_readings_in_bulk_and_as_columns_answer_as_one_by_one_on_random_ba
         batch = [Reading(int(rng.integers(1, 12)), [D1, D2, D3][int(rng.integers(3))],
                          int(rng.integers(0, 6)), int(rng.choice([100, 104, 107, 250])))
                  for _ in range(300)]
+        batch += [Reading(int(rng.integers(12, 200)), [D1, D2, D3][int(rng.integers(3))],
+                          int(rng.integers(0, 6)), int(rng.choice([100, 250])))
+                  for _ in range(600 * (seed % 2))]
+        rng.shuffle(batch)  # type: ignore[arg-type]
         with one.transaction():
             expected = [one.store_reading(reading) for reading in batch]
         with bulk.transaction():
@@ -404,8 +410,8 @@ def test_store_readings_in_bulk_and_as_columns_answer_as_one_by_one_on_random_ba
     assert {"stored", "duplicate", "conflict", "imported"} <= set(expected)
     for storage in (bulk, columns):
         for day in (D1, D2, D3):
-            assert storage.readings_between(list(range(1, 12)), day, day) == \
-                one.readings_between(list(range(1, 12)), day, day)
+            assert storage.readings_between(list(range(1, 200)), day, day) == \
+                one.readings_between(list(range(1, 200)), day, day)
         assert storage.daily_totals_between(None, D1, D3) == one.daily_totals_between(None, D1, D3)
         assert storage.region_days_between(D1, D3) == one.region_days_between(D1, D3)
         assert [storage.region_slot_energy(r, D1, D3) for r in ("Unassigned",)] == \
@@ -433,8 +439,9 @@ def test_two_connections_storing_the_same_meter_days_at_once_store_each_slot_onc
         storage = type(first)(where)  # its own connection, made in its thread
         try:
             for round_ in range(12):
-                meters = rng.permutation(np.arange(1, 60))[:40]  # 1..7 have rows on D1
-                batch = [Reading(int(m), [D1, D3][round_ % 2], int(rng.integers(0, 8)),
+                # 1..7 have rows on D1; even rounds send few rows (arrays), odd ones COPY
+                meters = rng.permutation(np.arange(1, 150))[:[30, 100][round_ % 2]]
+                batch = [Reading(int(m), [D1, D3][round_ // 2 % 2], int(rng.integers(0, 8)),
                                  int(rng.integers(0, 3)) + seed * 1000) for m in meters
                          for _ in range(3)]
                 start.wait(timeout=30)
@@ -459,7 +466,7 @@ def test_two_connections_storing_the_same_meter_days_at_once_store_each_slot_onc
             assert cell not in stored, f"{cell} stored twice"
             stored[cell] = reading.energy_wh
     held = {(r.meter_id, r.day, r.slot): r.energy_wh
-            for day in (D1, D3) for r in first.readings_between(list(range(1, 60)), day, day)
+            for day in (D1, D3) for r in first.readings_between(list(range(1, 150)), day, day)
             if not (day == D1 and r.meter_id < 8 and r.slot in (0, 3))}
     assert held == stored
     for reading, outcome in answers[0] + answers[1]:  # every other answer as the cell holds
@@ -467,7 +474,7 @@ def test_two_connections_storing_the_same_meter_days_at_once_store_each_slot_onc
         if outcome != "stored" and cell in stored:
             assert outcome == ("duplicate" if stored[cell] == reading.energy_wh else "conflict")
     by_meter = {t.meter_id: t.energy_wh for t in first.daily_totals_between(None, D1, D1)}
-    for meter_id in range(1, 60):
+    for meter_id in range(1, 150):
         late = sum(wh for (m, d, _), wh in stored.items() if m == meter_id and d == D1)
         early = sum(100 + meter_id + s for s in (0, 3)) if meter_id < 8 else 0
         assert by_meter.get(meter_id, 0) == early + late

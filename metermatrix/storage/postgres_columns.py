@@ -6,13 +6,14 @@ of every meter's row, in meter id order, inserts the rows that do not exist yet 
 what the readings alone put in them) and locks those that do, without writing them. In
 id order, two processes wait for each other's rows in the same order and never deadlock.
 The locked rows are then read, the readings decided with numpy (storage/columns.py) and
-the changed rows written by one ``UPDATE ... FROM`` a COPY-filled staging table.
+the changed rows written by one ``UPDATE ... FROM`` a COPY-filled staging table (a few
+rows are sent as arrays instead).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import date
 from typing import Any
 
@@ -28,15 +29,20 @@ from metermatrix.storage.packing import MISSING, day_number, pack_marks, pack_ro
 _STAGE = ("CREATE TEMP TABLE IF NOT EXISTS staged_day (meter_id bigint, slots_wh bytea,"
           " marks bytea) ON COMMIT DELETE ROWS")
 
+#: Rows from here on go through COPY into ``staged_day``; fewer are sent as arrays.
+COPY_FROM_ROWS = 64
+_ARRAYS = ("unnest(%s::bigint[], %s::bytea[], %s::bytea[])"
+           " AS staged_day (meter_id, slots_wh, marks)")
+
 _INSERT_OR_LOCK = """
 INSERT INTO day_readings AS r (meter_id, day, slots_wh, marks)
-SELECT meter_id, %s, slots_wh, marks FROM staged_day ORDER BY meter_id
+SELECT meter_id, %s, slots_wh, marks FROM {source} ORDER BY meter_id
 ON CONFLICT (meter_id, day) DO UPDATE SET marks = r.marks WHERE false
 RETURNING meter_id"""
 
 _UPDATE = """
-UPDATE day_readings AS r SET slots_wh = s.slots_wh, marks = s.marks FROM staged_day s
-WHERE r.day = %s AND r.meter_id = s.meter_id"""
+UPDATE day_readings AS r SET slots_wh = staged_day.slots_wh, marks = staged_day.marks
+FROM {source} WHERE r.day = %s AND r.meter_id = staged_day.meter_id"""
 
 
 class PostgresColumns:
@@ -110,29 +116,31 @@ class PostgresColumns:
         meter id order); returns the meters whose rows were inserted."""
         if not rows:
             return set()
-        self._stage(rows)
-        with self._db.cursor() as cursor:
-            cursor.execute(_INSERT_OR_LOCK, (number,))
-            inserted = {int(meter_id) for (meter_id,) in cursor.fetchall()}
-            cursor.execute("TRUNCATE staged_day")
-        return inserted
+        with self._staged(rows) as (source, params), self._db.cursor() as cursor:
+            cursor.execute(_INSERT_OR_LOCK.format(source=source), (number, *params))
+            return {int(meter_id) for (meter_id,) in cursor.fetchall()}
 
     def _update_rows(self, number: int, rows: Rows) -> None:
         """Replace rows of day ``number`` already locked by this transaction."""
         if not rows:
             return
-        self._stage(rows)
-        with self._db.cursor() as cursor:
-            cursor.execute(_UPDATE, (number,))
-            cursor.execute("TRUNCATE staged_day")
+        with self._staged(rows) as (source, params):
+            self._db.execute(_UPDATE.format(source=source), (*params, number))
 
-    def _stage(self, rows: Rows) -> None:
-        """COPY ``rows`` into the staging table, packed."""
+    @contextmanager
+    def _staged(self, rows: Rows) -> Iterator[tuple[str, tuple[object, ...]]]:
+        """(the SQL source of ``rows`` packed as staged_day, its parameters): arrays for a
+        few rows, else the COPY-filled temp table (emptied afterwards)."""
         ids = list(rows)
         values = pack_rows(np.stack([rows[m][0] for m in ids]))
         marks = pack_marks(np.stack([rows[m][1] for m in ids]))
+        if len(ids) < COPY_FROM_ROWS:
+            yield _ARRAYS, (ids, values, marks)
+            return
         self._db.execute(_STAGE)
         with self._db.cursor() as cursor, cursor.copy(
                 "COPY staged_day (meter_id, slots_wh, marks) FROM STDIN") as copy:
             for row in zip(ids, values, marks, strict=True):
                 copy.write_row(row)
+        yield "staged_day", ()
+        self._db.execute("TRUNCATE staged_day")
