@@ -13,6 +13,11 @@ reported beside it. The first request of a period also computes the region's ave
 meter, which the server then shares for a minute with every resident of the region: it is
 reported on its own, the median is over the requests after it. Aim: median under 100 ms
 for every period. Nothing is asserted.
+
+With ``--postgres`` the same history goes into a throwaway PostgreSQL cluster by COPY
+(bench/_consumption_pg.py), every meter has a resident account, and the requests are
+spread over ``--residents`` random residents, each with a year of half-hourly readings
+(``--fleet-days 365`` gives every meter a year of them).
 """
 
 from __future__ import annotations
@@ -150,35 +155,48 @@ class Client:
             raise RuntimeError(f"login failed with {status}")
 
 
-def measure(port: int, pid: int, meter_id: int, requests: int
+def measure(port: int, pid: int, meter_ids: list[int], requests: int
             ) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """Client wall times [ms] of ``requests`` page loads per period, and the server's CPU
-    time per page load [ms] (which other processes on the machine do not inflate)."""
-    client = Client(port)
-    client.login(meter_id)
+    """Client wall times [ms] of ``requests`` page loads per period, spread over the
+    residents of ``meter_ids``, and the server's CPU time per page load [ms] (which other
+    processes on the machine do not inflate). Each resident's first load of a period is
+    left out (it may compute the region's average)."""
+    clients = []
+    for meter_id in meter_ids:
+        clients.append(Client(port))
+        clients[-1].login(meter_id)
+    per_resident = max(1, -(-requests // len(meter_ids)))
     wall: dict[str, list[float]] = {}
     cpu_ms: dict[str, float] = {}
     for period in RESIDENT_PERIODS:
-        path = f"/profile/{meter_id}/consumption?period={period}"
-        client.request("GET", path)  # the first request, reported on its own
         wall[period] = []
-        cpu_before = cpu_seconds(pid)
-        for _ in range(requests):
-            started = time.perf_counter()
-            status, _ = client.request("GET", path)
-            wall[period].append((time.perf_counter() - started) * 1000)
-            if status != 200:
-                raise RuntimeError(f"{path} answered {status}")
-        cpu_ms[period] = (cpu_seconds(pid) - cpu_before) * 1000 / requests
+        cpu_s = 0.0
+        for client, meter_id in zip(clients, meter_ids, strict=True):
+            path = f"/profile/{meter_id}/consumption?period={period}"
+            client.request("GET", path)  # the first request, reported on its own
+            cpu_before = cpu_seconds(pid)
+            for _ in range(per_resident):
+                started = time.perf_counter()
+                status, _ = client.request("GET", path)
+                wall[period].append((time.perf_counter() - started) * 1000)
+                if status != 200:
+                    raise RuntimeError(f"{path} answered {status}")
+            cpu_s += cpu_seconds(pid) - cpu_before
+        cpu_ms[period] = cpu_s * 1000 / len(wall[period])
     return wall, cpu_ms
 
 
-def server_times(log_text: str) -> dict[str, list[float]]:
-    """Tornado's request times [ms] from the access log, per period, in request order."""
+def server_times(log_text: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Tornado's request times [ms] from the access log, per period: (each resident's
+    first request, the requests after it)."""
+    firsts: dict[str, list[float]] = {}
     times: dict[str, list[float]] = {}
+    seen: set[str] = set()
     for path, ms in _ACCESS.findall(log_text):
-        times.setdefault(path.rsplit("=", 1)[1], []).append(float(ms))
-    return times
+        period = path.rsplit("=", 1)[1]
+        (times if path in seen else firsts).setdefault(period, []).append(float(ms))
+        seen.add(path)
+    return firsts, times
 
 
 def load_average() -> list[float]:
@@ -186,58 +204,104 @@ def load_average() -> list[float]:
     return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
 
 
-def main() -> None:
-    """Build, serve, measure, write bench/results/consumption.json."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--meters", type=int, default=10_000)
-    parser.add_argument("--fleet-days", type=int, default=7)
-    parser.add_argument("--requests", type=int, default=30)
-    parser.add_argument("--timezone", default="Asia/Singapore")
-    args = parser.parse_args()
+def build(data_dir: Path, args: argparse.Namespace, url: str | None) -> list[int]:
+    """The benchmark's master database in SQLite, or at ``url`` (PostgreSQL, by COPY)."""
     tz = ZoneInfo(args.timezone)
+    if url is None:
+        return [build_database(data_dir, args.meters, args.fleet_days, tz)]
+    from bench._consumption_pg import build_postgres
+
+    return build_postgres(url, data_dir, args.meters, args.fleet_days, args.residents,
+                          hash_password(PASSWORD), tz, SEED)
+
+
+def readings_stored(data_dir: Path, url: str | None) -> int:
+    """Half-hourly readings the database holds room for (48 per packed row)."""
+    if url is None:
+        db = sqlite3.connect(data_dir / "metermatrix.sqlite3")
+    else:
+        import psycopg
+
+        db = psycopg.connect(url)  # type: ignore[assignment]
+    rows = int(db.execute("SELECT COUNT(*) * 48 FROM day_readings").fetchone()[0])
+    db.close()
+    return rows
+
+
+def run(args: argparse.Namespace, url: str | None) -> dict[str, object]:
+    """Build, serve, measure: the figures of each period."""
     with tempfile.TemporaryDirectory(prefix="metermatrix-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         started = time.perf_counter()
-        meter_id = build_database(data_dir, args.meters, args.fleet_days, tz)
+        meter_ids = build(data_dir, args, url)
         build_s = time.perf_counter() - started
         print(f"database built in {build_s:.1f} s", flush=True)
-        server = start_server(data_dir, args.timezone)
+        server = start_server(data_dir, args.timezone, ["--database", url] if url else [])
         try:
-            wall, cpu_ms = measure(server.port, server.pid, meter_id, args.requests)
+            wall, cpu_ms = measure(server.port, server.pid, meter_ids, args.requests)
         finally:
             server.stop()
-        server_ms = server_times(server.log_path.read_text())
-        rows = (sqlite3.connect(data_dir / "metermatrix.sqlite3")
-                .execute("SELECT COUNT(*) * 48 FROM day_readings").fetchone()[0])
+        firsts, server_ms = server_times(server.log_path.read_text())
+        rows = readings_stored(data_dir, url)
     periods = {  # the first request also computes the region's average (then shared)
         period: {
-            "server_median_ms": round(median(server_ms[period][1:]), 2),
-            "server_p90_ms": round(percentile(server_ms[period][1:], 90), 2),
-            "server_first_request_ms": server_ms[period][0],
+            "server_median_ms": round(median(server_ms[period]), 2),
+            "server_p90_ms": round(percentile(server_ms[period], 90), 2),
+            "server_first_request_ms": max(firsts[period]),
             "server_cpu_ms_per_request": round(cpu_ms[period], 2),
             "client_median_ms": round(median(wall[period]), 2),
         }
         for period in RESIDENT_PERIODS
     }
-    worst = max(figures["server_median_ms"] for figures in periods.values())
-    summary = [summary_row(f"{period} page, server median", figures["server_median_ms"],
-                           "ms", AIM_MS) for period, figures in periods.items()]
+    return {"periods": periods, "readings_rows": rows, "database_build_s": round(build_s, 1),
+            "residents": meter_ids}
+
+
+def main() -> None:
+    """Build, serve, measure, write bench/results/consumption[-postgres].json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=10_000)
+    parser.add_argument("--fleet-days", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--timezone", default="Asia/Singapore")
+    parser.add_argument("--postgres", action="store_true",
+                        help="on PostgreSQL: a throwaway cluster (tests/pg.py), built by COPY")
+    parser.add_argument("--residents", type=int, default=10,
+                        help="with --postgres: random residents the requests are spread over")
+    args = parser.parse_args()
+    if not args.postgres:
+        figures = run(args, None)
+    else:
+        from tests.pg import Cluster, find_bin_dir
+
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
+            print("no PostgreSQL binaries: skipped")
+            return
+        cluster = Cluster(bin_dir).start()
+        try:
+            figures = run(args, cluster.create_database())
+        finally:
+            cluster.stop()
+    periods: dict[str, dict[str, float]] = figures["periods"]  # type: ignore[assignment]
+    worst = max(period["server_median_ms"] for period in periods.values())
+    summary = [summary_row(f"{period} page, server median", row["server_median_ms"],
+                           "ms", AIM_MS) for period, row in periods.items()]
     summary += [summary_row(f"{period} page, first request (region average computed)",
-                            figures["server_first_request_ms"], "ms")
-                for period, figures in periods.items()]
-    path = write_result("consumption", {
-        "summary": summary,
+                            row["server_first_request_ms"], "ms")
+                for period, row in periods.items()]
+    path = write_result("consumption-postgres" if args.postgres else "consumption", {
+        "summary": summary, "backend": "postgresql" if args.postgres else "sqlite",
         "meters": args.meters, "fleet_days_of_readings": args.fleet_days,
-        "resident_readings_days": 365, "readings_rows": rows, "requests_per_period": args.requests,
-        "timezone": args.timezone, "database_build_s": round(build_s, 1),
-        "load_average_during_run": load_average(),
-        "periods": periods, "worst_server_median_ms": worst, "aim_ms": AIM_MS,
+        "resident_readings_days": 365, "requests_per_period": args.requests,
+        "timezone": args.timezone, "load_average_during_run": load_average(),
+        **figures, "worst_server_median_ms": worst, "aim_ms": AIM_MS,
     })
-    for period, figures in periods.items():
-        print(f"{period:>14}: server median {figures['server_median_ms']:7.2f} ms,"
-              f" CPU {figures['server_cpu_ms_per_request']:6.2f} ms,"
-              f" first request {figures['server_first_request_ms']:7.2f} ms"
-              f"  (client median {figures['client_median_ms']:.2f} ms)")
+    for period, row in periods.items():
+        print(f"{period:>14}: server median {row['server_median_ms']:7.2f} ms,"
+              f" CPU {row['server_cpu_ms_per_request']:6.2f} ms,"
+              f" first request {row['server_first_request_ms']:7.2f} ms"
+              f"  (client median {row['client_median_ms']:.2f} ms)")
     print(f"worst median {worst:.1f} ms against an aim of {AIM_MS:.0f} ms -> {path}")
 
 

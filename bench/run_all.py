@@ -73,28 +73,36 @@ def table(names: list[str], runs: dict[str, dict[str, object]]) -> str:
     lines = ["| benchmark | figure | measured | aim | met |", "|---|---|---|---|---|"]
     machines = set()
     for name in names:
-        path = RESULTS / f"{name}.json"
         run = runs.get(name)
         if run is not None and run["status"] != 0:
             lines.append(f"| {name} | run failed (exit {run['status']}) | | | |")
-        if not path.exists():
+        if not (RESULTS / f"{name}.json").exists():
             lines.append(f"| {name} | no results yet | | | |")
             continue
-        result = json.loads(path.read_text())
-        machine = result.get("machine", {})
-        machines.add(f"{machine.get('cores')} cores ({machine.get('cpu')}), "
-                     f"Python {machine.get('python')}, SQLite {machine.get('sqlite')}")
-        for row in summary_rows(result):
-            unit = f" {row['unit']}" if row.get("unit") else ""
-            aim = row.get("aim")
-            aim_text = "" if aim is None else f"{row.get('aim_op', '')}{format_value(aim)}{unit}"
-            met = row.get("met")
-            met_text = "" if met is None else ("yes" if met else "**no**")
-            lines.append(f"| {name} | {row['figure']} | {format_value(row['value'])}{unit} "
-                         f"| {aim_text} | {met_text} |")
+        lines.extend(result_lines(name, machines))
+        if (RESULTS / f"{name}-postgres.json").exists():  # the same run with --postgres
+            lines.extend(result_lines(f"{name}-postgres", machines))
     lines.append("")
     lines.extend(f"Measured on {machine}." for machine in sorted(machines))
     return "\n".join(lines)
+
+
+def result_lines(name: str, machines: set[str]) -> list[str]:
+    """The table rows of ``bench/results/<name>.json``; adds its machine to ``machines``."""
+    lines: list[str] = []
+    result = json.loads((RESULTS / f"{name}.json").read_text())
+    machine = result.get("machine", {})
+    machines.add(f"{machine.get('cores')} cores ({machine.get('cpu')}), "
+                 f"Python {machine.get('python')}, SQLite {machine.get('sqlite')}")
+    for row in summary_rows(result):
+        unit = f" {row['unit']}" if row.get("unit") else ""
+        aim = row.get("aim")
+        aim_text = "" if aim is None else f"{row.get('aim_op', '')}{format_value(aim)}{unit}"
+        met = row.get("met")
+        met_text = "" if met is None else ("yes" if met else "**no**")
+        lines.append(f"| {name} | {row['figure']} | {format_value(row['value'])}{unit} "
+                     f"| {aim_text} | {met_text} |")
+    return lines
 
 
 def write_table(text: str) -> None:

@@ -25,6 +25,7 @@ from metermatrix.storage import (
     StorageError,
     open_storage,
 )
+from metermatrix.storage.columns import store_by_day
 from metermatrix.storage.packing import day_number
 from tests import dbviews
 
@@ -373,33 +374,111 @@ def test_close_sums_every_region_as_its_meters_readings(storage: SQLiteStorage,
         np.where(values != 0xFFFF, values, 0).sum())
 
 
+def three_days(storage: Storage) -> None:
+    """D1 closed with readings, D2 imported for meter 9, D3 open."""
+    storage.prepare_days(D1)
+    fill(storage, *(Reading(m, D1, s, 100 + m + s) for m in range(1, 8) for s in (0, 3)))
+    storage.close_day_from_readings(D1)
+    storage.import_daily_totals([DailyTotal(9, D2, 5000, 48)])
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_store_readings_in_bulk_answers_as_one_by_one_on_random_batches(
-        tmp_path: Path, seed: int) -> None:
+def test_store_readings_in_bulk_and_as_columns_answer_as_one_by_one_on_random_batches(
+        make_storage: Callable[[str], Storage], seed: int) -> None:
+    """Odd seeds add meters 12..199: a day's rows then go through COPY on PostgreSQL
+    (even seeds: sent as arrays)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    one, bulk = SQLiteStorage(tmp_path / "one.sqlite3"), SQLiteStorage(tmp_path / "bulk.sqlite3")
-    for storage in (one, bulk):  # D1 closed with readings, D2 imported for meter 9, D3 open
-        fill(storage, *(Reading(m, D1, s, 100 + m + s) for m in range(1, 8) for s in (0, 3)))
-        storage.close_day_from_readings(D1)
-        storage.import_daily_totals([DailyTotal(9, D2, 5000, 48)])
+    one, bulk, columns = make_storage("one"), make_storage("bulk"), make_storage("columns")
+    for storage in (one, bulk, columns):
+        three_days(storage)
     for _ in range(3):
         batch = [Reading(int(rng.integers(1, 12)), [D1, D2, D3][int(rng.integers(3))],
                          int(rng.integers(0, 6)), int(rng.choice([100, 104, 107, 250])))
                  for _ in range(300)]
+        batch += [Reading(int(rng.integers(12, 200)), [D1, D2, D3][int(rng.integers(3))],
+                          int(rng.integers(0, 6)), int(rng.choice([100, 250])))
+                  for _ in range(600 * (seed % 2))]
+        rng.shuffle(batch)  # type: ignore[arg-type]
         with one.transaction():
             expected = [one.store_reading(reading) for reading in batch]
         with bulk.transaction():
             assert bulk.store_readings(batch) == expected
+        with columns.transaction():
+            assert store_by_day(columns.store_day_readings, batch) == expected
     assert {"stored", "duplicate", "conflict", "imported"} <= set(expected)
-    for day in (D1, D2, D3):
-        assert bulk.readings_between(list(range(1, 12)), day, day) == \
-            one.readings_between(list(range(1, 12)), day, day)
-    assert bulk.daily_totals_between(None, D1, D3) == one.daily_totals_between(None, D1, D3)
-    assert bulk.region_days_between(D1, D3) == one.region_days_between(D1, D3)
-    one.close()
-    bulk.close()
+    for storage in (bulk, columns):
+        for day in (D1, D2, D3):
+            assert storage.readings_between(list(range(1, 200)), day, day) == \
+                one.readings_between(list(range(1, 200)), day, day)
+        assert storage.daily_totals_between(None, D1, D3) == one.daily_totals_between(None, D1, D3)
+        assert storage.region_days_between(D1, D3) == one.region_days_between(D1, D3)
+        assert [storage.region_slot_energy(r, D1, D3) for r in ("Unassigned",)] == \
+            [one.region_slot_energy(r, D1, D3) for r in ("Unassigned",)]
+        assert storage.meter_ids().tolist() == one.meter_ids().tolist()
+
+
+def test_two_connections_storing_the_same_meter_days_at_once_store_each_slot_once(
+        make_storage: Callable[[str], Storage]) -> None:
+    """Two writers offer overlapping random batches of the same meter-days (rows that
+    exist and rows that do not yet, an open and a closed day) at the same moment."""
+    import threading
+
+    import numpy as np
+
+    first = make_storage("shared")
+    three_days(first)
+    where = getattr(first, "url", None) or first.path  # type: ignore[attr-defined]
+    start = threading.Barrier(2)
+    answers: list[list[tuple[Reading, str]]] = [[], []]
+    failures: list[BaseException] = []
+
+    def write(seed: int, out: list[tuple[Reading, str]]) -> None:
+        rng = np.random.default_rng(seed)
+        storage = type(first)(where)  # its own connection, made in its thread
+        try:
+            for round_ in range(12):
+                # 1..7 have rows on D1; even rounds send few rows (arrays), odd ones COPY
+                meters = rng.permutation(np.arange(1, 150))[:[30, 100][round_ % 2]]
+                batch = [Reading(int(m), [D1, D3][round_ // 2 % 2], int(rng.integers(0, 8)),
+                                 int(rng.integers(0, 3)) + seed * 1000) for m in meters
+                         for _ in range(3)]
+                start.wait(timeout=30)
+                with storage.transaction():
+                    out.extend(zip(batch, storage.store_readings(batch), strict=True))
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            failures.append(error)
+            start.abort()
+        finally:
+            storage.close()
+
+    threads = [threading.Thread(target=write, args=(seed, answers[seed])) for seed in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    stored: dict[tuple[int, date, int], int] = {}
+    for reading, outcome in answers[0] + answers[1]:
+        if outcome == "stored":
+            cell = (reading.meter_id, reading.day, reading.slot)
+            assert cell not in stored, f"{cell} stored twice"
+            stored[cell] = reading.energy_wh
+    held = {(r.meter_id, r.day, r.slot): r.energy_wh
+            for day in (D1, D3) for r in first.readings_between(list(range(1, 150)), day, day)
+            if not (day == D1 and r.meter_id < 8 and r.slot in (0, 3))}
+    assert held == stored
+    for reading, outcome in answers[0] + answers[1]:  # every other answer as the cell holds
+        cell = (reading.meter_id, reading.day, reading.slot)
+        if outcome != "stored" and cell in stored:
+            assert outcome == ("duplicate" if stored[cell] == reading.energy_wh else "conflict")
+    by_meter = {t.meter_id: t.energy_wh for t in first.daily_totals_between(None, D1, D1)}
+    for meter_id in range(1, 150):
+        late = sum(wh for (m, d, _), wh in stored.items() if m == meter_id and d == D1)
+        early = sum(100 + meter_id + s for s in (0, 3)) if meter_id < 8 else 0
+        assert by_meter.get(meter_id, 0) == early + late
+    assert sum(d.energy_wh for d in first.region_days_between(D1, D1)) == sum(by_meter.values())
 
 
 # -- PostgreSQL only ----------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 A connection runs in autocommit; ``transaction()`` groups writes into one transaction,
 committed with ``synchronous_commit = on`` (the commit is on disk before the server
-answers a meter). Readings live in storage/postgres_readings.py, closed days and the
-monthly partitions in storage/postgres_days.py.
+answers a meter). Readings live in storage/postgres_readings.py (of other days given as
+columns: storage/postgres_columns.py), closed days and the monthly partitions in
+storage/postgres_days.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy.typing as npt
 import psycopg
 
 from metermatrix.storage.base import MeterRecord, SessionRecord, Storage, StorageError
+from metermatrix.storage.postgres_columns import PostgresColumns
 from metermatrix.storage.postgres_readings import PostgresReadings
 
 #: Advisory lock key held while the schema is made (several processes may start at once).
@@ -26,7 +28,7 @@ SCHEMA_LOCK = 0x4D4D_0001
 ROUTINES_LOCK = 0x4D4D_0003
 
 
-class PostgresStorage(PostgresReadings, Storage):
+class PostgresStorage(PostgresReadings, PostgresColumns, Storage):
     """Storage on one PostgreSQL connection; make one per thread."""
 
     MARK = "%s"

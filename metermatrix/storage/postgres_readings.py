@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import psycopg
 
 from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import Outcome, Reading, StorageError
@@ -199,49 +197,6 @@ class PostgresReadings(PostgresDays):
                 self._amend_closed_day(number, [reading.meter_id], before[None, :],
                                        after[None, :])
             return "stored"
-
-    def store_readings(self, readings: Sequence[Reading]) -> list[Outcome]:
-        """``store_reading`` for many readings, in order, in one transaction: per day one
-        lock and one look at the day, the inserts pipelined."""
-        by_day: dict[date, list[int]] = {}
-        for index, reading in enumerate(readings):
-            _check_energy(reading.energy_wh)
-            by_day.setdefault(reading.day, []).append(index)
-        outcomes: list[Outcome] = ["stored"] * len(readings)
-        with self.transaction():
-            for day, indexes in by_day.items():
-                self._store_day([readings[i] for i in indexes], day, indexes, outcomes)
-        return outcomes
-
-    def _store_day(self, group: list[Reading], day: date, indexes: list[int],
-                   outcomes: list[Outcome]) -> None:
-        number = day_number(day)
-        self._lock_day(number)
-        closed = self._is_closed(day)
-        imported = self._imported(number, [r.meter_id for r in group]) if closed else set()
-        self._ensure_month(number)
-        cursors: list[tuple[int, Reading, psycopg.Cursor[Any]]] = []
-        with self._db.pipeline():
-            for index, reading in zip(indexes, group, strict=True):
-                if reading.meter_id in imported:
-                    outcomes[index] = "imported"
-                    continue
-                cursor = self._db.cursor(binary=True)
-                cursor.execute(_STORE_ONE, _store_params(reading, number, closed))
-                cursors.append((index, reading, cursor))
-        answers = [(i, r, cursor.fetchone()) for i, r, cursor in cursors]
-        refused = [(i, r) for i, r, row in answers if row is None]
-        held = self._rows_of(number, sorted({r.meter_id for _, r in refused}))
-        for index, reading in refused:
-            value = held[reading.meter_id][0][reading.slot]
-            outcomes[index] = "duplicate" if value == reading.energy_wh else "conflict"
-        stored = [(r, row[0]) for _, r, row in answers if row is not None]
-        self.add_meters(r.meter_id for r, _ in stored)
-        if closed and stored:  # each row as it was after its reading, and just before
-            after = np.stack([unpack_row(blob) for _, blob in stored])
-            before = after.copy()
-            before[np.arange(len(stored)), [r.slot for r, _ in stored]] = MISSING
-            self._amend_closed_day(number, [r.meter_id for r, _ in stored], before, after)
 
     # -- reading back ---------------------------------------------------------------------
     def day_matrix(self, day: date) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]]:

@@ -28,6 +28,7 @@ from metermatrix.storage.base import (
     Storage,
     StorageError,
 )
+from metermatrix.storage.columns import check_energy
 from metermatrix.storage.migrate import migrate_if_needed
 from metermatrix.storage.packing import (
     ALL_ON_TIME,
@@ -42,7 +43,7 @@ from metermatrix.storage.packing import (
     unpack_row,
     unpack_rows,
 )
-from metermatrix.storage.sqlite_columns import ColumnReadings, check_energy
+from metermatrix.storage.sqlite_columns import ColumnReadings
 from metermatrix.storage.sqlite_days import DayTables
 
 _CHUNK = 500  # ids per IN (...) list
