@@ -82,8 +82,11 @@ class PostgresReadings(PostgresDays):
         merge = """ON CONFLICT (meter_id, day) DO UPDATE
                    SET slots_wh = metermatrix_merge_slots(r.slots_wh, excluded.slots_wh)
                    WHERE r.slots_wh <> excluded.slots_wh"""
-        blobs = pack_rows(values)
-        ids = [int(m) for m in meter_ids]
+        # Rows are locked in meter id order, as every other writer locks them: two
+        # processes writing overlapping meters then wait for each other, never deadlock.
+        order = np.argsort(np.asarray(meter_ids, np.int64), kind="stable")
+        blobs = pack_rows(np.asarray(values)[order])
+        ids = np.asarray(meter_ids, np.int64)[order].tolist()
         if len(ids) < _COPY_FROM:
             with self._db.cursor() as cursor:
                 cursor.executemany(
@@ -99,7 +102,8 @@ class PostgresReadings(PostgresDays):
                     copy.write_row(row)
             cursor.execute(
                 "INSERT INTO day_readings AS r (meter_id, day, slots_wh, marks)"
-                " SELECT meter_id, %s, slots_wh, %s FROM staged_rows " + merge,
+                " SELECT meter_id, %s, slots_wh, %s FROM staged_rows ORDER BY meter_id "
+                + merge,
                 (day, ALL_ON_TIME))
             cursor.execute("TRUNCATE staged_rows")
 
