@@ -26,7 +26,7 @@ from metermatrix.storage import (
     open_storage,
 )
 from metermatrix.storage.columns import store_by_day
-from metermatrix.storage.packing import day_number
+from metermatrix.storage.packing import MISSING, day_number
 from tests import dbviews
 
 D1, D2, D3 = date(2025, 2, 8), date(2025, 2, 9), date(2025, 2, 10)
@@ -479,6 +479,48 @@ def test_two_connections_storing_the_same_meter_days_at_once_store_each_slot_onc
         early = sum(100 + meter_id + s for s in (0, 3)) if meter_id < 8 else 0
         assert by_meter.get(meter_id, 0) == early + late
     assert sum(d.energy_wh for d in first.region_days_between(D1, D1)) == sum(by_meter.values())
+
+
+def test_two_connections_merging_an_open_days_rows_in_opposite_orders_both_finish(
+        make_storage: Callable[[str], Storage]) -> None:
+    """Two processes' group commits write today's rows of the same meters at once, one
+    listing them upwards and one downwards: neither waits for the other for ever."""
+    import threading
+
+    import numpy as np
+
+    first = make_storage("merging")
+    where = getattr(first, "url", None) or first.path  # type: ignore[attr-defined]
+    meters = list(range(1, 601))
+    with first.transaction():
+        first.put_day_rows(D3, meters, np.full((len(meters), 48), MISSING, np.uint16))
+    start = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def write(upwards: bool) -> None:
+        storage = type(first)(where)  # its own connection, made in its thread
+        ids = meters if upwards else meters[::-1]
+        try:
+            for slot in range(6):
+                rows = np.full((len(ids), 48), MISSING, np.uint16)
+                rows[:, : slot + 1] = 10 + np.arange(slot + 1)  # the day so far
+                start.wait(timeout=60)
+                with storage.transaction():
+                    storage.put_day_rows(D3, ids, rows)
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            failures.append(error)
+            start.abort()
+        finally:
+            storage.close()
+
+    threads = [threading.Thread(target=write, args=(upwards,)) for upwards in (True, False)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    held = first.readings_between(meters, D3, D3)
+    assert len(held) == 6 * len(meters) and {r.energy_wh - r.slot for r in held} == {10}
 
 
 # -- PostgreSQL only ----------------------------------------------------------------------
