@@ -8,14 +8,15 @@ count neither as zero nor as a whole meter. Completeness is readings received ov
 hours expected, where each meter of the region owes 48 readings a closed day and, today,
 one per half hour already due. A meter owes readings only from its first day with a reading
 or an imported total (the master data has no installation date): a meter added today owes
-nothing for the days before.
+nothing for the days before. Those first days are read as counts per region and day
+(``Storage.region_first_days``, kept by the database), never from the readings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from functools import cached_property
 
 import numpy as np
@@ -41,9 +42,8 @@ class Snapshot:
 
     ``meters``: index ``meter_id``; columns ``name``, ``region`` (UNASSIGNED if unknown).
     ``today_totals``: index ``meter_id``; columns ``energy_kwh`` [kWh], ``readings``, for
-    the meters that sent anything today. ``first_days``: index ``meter_id``, the proleptic
-    ordinal (``date.toordinal``) of each meter's first day with data; meters without any
-    are left out.
+    the meters that sent anything today. ``first_days``: (region, first day, meters) as
+    ``Storage.region_first_days`` gives them; meters without any data are left out.
     """
 
     now: datetime
@@ -51,7 +51,7 @@ class Snapshot:
     meters: pd.DataFrame
     today_totals: pd.DataFrame
     closed: frozenset[date]
-    first_days: pd.Series
+    first_days: list[tuple[str, date, int]]
     #: Today's energy and readings per region and slot (``queries.region_average``'s input).
     today_sums: OpenDaySums
 
@@ -75,20 +75,34 @@ class Snapshot:
         return self._meter_counts.copy()
 
     @cached_property
-    def _first_days_by_region(self) -> dict[str, npt.NDArray[np.int64]]:
-        frame = pd.DataFrame({"region": self.meters["region"],
-                              "first": self.first_days.reindex(self.meters.index)}).dropna()
-        return {str(region): np.sort(group["first"].to_numpy(dtype=np.int64))
-                for region, group in frame.groupby("region")}
+    def _first_days_by_region(self) -> dict[str, tuple[npt.NDArray[np.int64],
+                                                        npt.NDArray[np.int64]]]:
+        """{region: (first days as ordinals ascending, meters started by each)}."""
+        found: dict[str, tuple[list[int], list[int]]] = {}
+        for region, day, meters in sorted(self.first_days):
+            days, started = found.setdefault(region, ([], []))
+            days.append(day.toordinal())
+            started.append((started[-1] if started else 0) + meters)
+        return {region: (np.array(days, np.int64), np.array(started, np.int64))
+                for region, (days, started) in found.items()}
+
+    def due_meters(self, day: date) -> pd.Series:
+        """Per region (every region listed): meters whose first day with data is ``day``
+        or earlier."""
+        ordinal = day.toordinal()
+        due = {}
+        for region, (days, started) in self._first_days_by_region.items():
+            index = int(np.searchsorted(days, ordinal, side="right"))
+            due[region] = int(started[index - 1]) if index else 0
+        return pd.Series(due, dtype="int64").reindex(self.regions(), fill_value=0)
 
     def expected_readings(self, days: Sequence[date]) -> pd.Series:
         """Per region (every region listed): the half-hour readings its meters owe over
         ``days`` by ``now``, each meter from its first day with data on."""
-        ordinals = np.array([day.toordinal() for day in days], dtype=np.int64)
-        due = np.array([self.due_slots(day) for day in days], dtype=np.int64)
-        owed = {region: int((np.searchsorted(first, ordinals, side="right") * due).sum())
-                for region, first in self._first_days_by_region.items()}
-        return pd.Series(owed, dtype="int64").reindex(self.regions(), fill_value=0)
+        owed = pd.Series(0, index=self.regions(), dtype="int64")
+        for day in days:
+            owed += self.due_meters(day) * self.due_slots(day)
+        return owed
 
     def due_slots(self, day: date) -> int:
         """Readings each meter owes for ``day`` by ``now`` (48 for a past day)."""
@@ -138,42 +152,14 @@ class MeterDirectory:
         return self._frame
 
 
-class FirstDays:
-    """Each meter's first day with a reading or an imported total, kept between refreshes:
-    only the days after the last scan are read again (``Storage.first_days_between``).
-
-    A meter with no data at all whose first readings arrive late, for a day already
-    scanned, is given the day it was first seen on instead.
-    """
-
-    def __init__(self) -> None:
-        self._first: dict[int, date] = {}
-        self._scanned: date | None = None
-
-    def through(self, storage: Storage, last: date) -> dict[int, date]:
-        """First days of the meters with data on or before ``last``."""
-        start = date.min if self._scanned is None else self._scanned + timedelta(days=1)
-        if start <= last:
-            for meter_id, day in storage.first_days_between(start, last):
-                self._first.setdefault(meter_id, day)
-            self._scanned = last
-        return self._first
-
-
 def take_snapshot(storage: Storage, now: datetime, tz: tzinfo,
-                  directory: MeterDirectory | None = None,
-                  first_days: FirstDays | None = None) -> Snapshot:
+                  directory: MeterDirectory | None = None) -> Snapshot:
     """Read the meters, today's per-meter totals and the meters' first days once."""
     meters = directory.frame(storage) if directory is not None else meters_frame(storage)
     today = local_day(now, tz)
     today_totals, today_sums = _today_from_matrix(meters, today, *storage.day_matrix(today))
-    known = (first_days or FirstDays()).through(storage, today - timedelta(days=1))
-    first = pd.Series({meter_id: day.toordinal() for meter_id, day in known.items()},
-                      dtype="int64")
-    new = today_totals.index.difference(first.index)
-    first = pd.concat([first, pd.Series(today.toordinal(), index=new, dtype="int64")])
-    return Snapshot(now, tz, meters, today_totals, frozenset(storage.closed_days()), first,
-                    today_sums)
+    return Snapshot(now, tz, meters, today_totals, frozenset(storage.closed_days()),
+                    storage.region_first_days(), today_sums)
 
 
 def _today_from_matrix(meters: pd.DataFrame, today: date, ids: npt.NDArray[np.int64],

@@ -37,6 +37,16 @@ class SQLTables:
                                     (region,))
         return [MeterRecord(*row) for row in rows]
 
+    def region_first_days(self) -> list[tuple[str, date, int]]:
+        """(region, first day, meters) of the meters with data: one scan of the meters'
+        (region, first_day) index, never of the readings."""
+        rows = self._db.execute(
+            f"""SELECT COALESCE(region, '{UNASSIGNED}'), first_day, COUNT(*) FROM meters
+                WHERE first_day IS NOT NULL GROUP BY region, first_day
+                ORDER BY 1, 2""")
+        return [(str(region), day_of_number(int(number)), int(count))
+                for region, number, count in rows]
+
     def days_with_readings(self) -> list[date]:
         """Every day with at least one stored reading, skipping through the day index."""
         rows = self._db.execute(
