@@ -1,29 +1,35 @@
-"""A city-scale data folder for the dashboard benchmark, built fast in key order.
+"""The dashboard benchmark's large data folders, built fast in key order.
 
-``build_city_database`` makes what the server would have after ``days`` closed days of
-``meters`` meters: every meter's packed half-hourly rows of each closed day and of today
-so far, the daily totals summed from those rows, ``region_daily`` and ``region_slots``
-summed per region from the same rows, the closed days, and each meter's first day. The
-rows are written with executemany a day at a time in (day, meter_id) order, the first-day
-triggers set aside during the build (one UPDATE sets the first days at the end; the server
-puts the triggers back when it opens the folder). About 1.4 M meters x 30 days: 42 M rows
-of each large table, some 6 GB of disk.
+``build_database`` makes ``days`` closed days of daily totals and region totals, with the
+packed half-hourly rows of yesterday and today only. ``build_city_database`` makes what
+the server would have after ``days`` closed days of ``meters`` meters: every meter's
+packed half-hourly rows of each closed day and of today so far, the daily totals summed
+from those rows, ``region_daily`` and ``region_slots`` summed per region from the same
+rows, the closed days, and each meter's first day. The rows are written with executemany
+a day at a time in (day, meter_id) order, the first-day triggers set aside during the
+build (the meters are written with their first day; the server puts the triggers back
+when it opens the folder). About 1.4 M meters x 30 days: 42 M rows of each large table,
+some 6 GB of disk.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from metermatrix.accounts import DEMO_MANAGER, DEMO_PASSWORD, hash_password
-from metermatrix.fleet import REGIONS, synthetic_fleet
-from metermatrix.slots import SLOTS_PER_DAY, slots_elapsed
-from metermatrix.storage import open_storage
-from metermatrix.storage.packing import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import insert_daily_totals, insert_day_rows  # noqa: E402
+from metermatrix.accounts import DEMO_MANAGER, DEMO_PASSWORD, hash_password  # noqa: E402
+from metermatrix.fleet import REGIONS, synthetic_fleet  # noqa: E402
+from metermatrix.slots import SLOTS_PER_DAY, slots_elapsed  # noqa: E402
+from metermatrix.storage import MeterRecord, open_storage  # noqa: E402
+from metermatrix.storage.packing import (  # noqa: E402
     ALL_ON_TIME,
     MISSING,
     day_number,
@@ -31,6 +37,69 @@ from metermatrix.storage.packing import (
     pack_rows,
     row_totals,
 )
+
+
+def clock_offset_s(local_time: str, tz: ZoneInfo) -> float:
+    """Seconds to add to the real clock so that it reads ``local_time`` (HH:MM) today in
+    ``tz``: the large run is measured at the same hour whenever it runs."""
+    now = datetime.now(tz)
+    hours, minutes = (int(part) for part in local_time.split(":"))
+    return (now.replace(hour=hours, minute=minutes, second=0, microsecond=0) - now).total_seconds()
+
+
+def build_database(data_dir: Path, meters: int, days: int, tz: ZoneInfo, seed: int,
+                   offset_s: float = 0.0) -> dict[str, int]:
+    """Fill ``data_dir``: meters and the manager login, ``days`` closed days of totals,
+    yesterday's and today's readings so far; returns row counts."""
+    fleet = synthetic_fleet(meters, seed)
+    ids = np.array([meter.meter_id for meter in fleet], dtype=np.int64)
+    now = datetime.now(UTC) + timedelta(seconds=offset_s)
+    today = now.astimezone(tz).date()
+    storage = open_storage(data_dir)
+    with storage.transaction():
+        for meter in fleet:
+            storage.save_meter(MeterRecord(meter.meter_id, meter.name, meter.fin_no,
+                                           meter.region))
+        storage.set_manager(DEMO_MANAGER, hash_password(DEMO_PASSWORD))
+    storage.close()
+    rng = np.random.default_rng(seed)
+    db = sqlite3.connect(data_dir / "metermatrix.sqlite3", isolation_level=None)
+    db.execute("PRAGMA synchronous = OFF")
+    db.execute("PRAGMA cache_size = -400000")
+    history = [today - timedelta(days=back) for back in range(days, 0, -1)]
+    daily_wh = rng.lognormal(np.log(9000), 0.5, size=(len(ids), len(history))).astype(np.int64)
+    insert_totals(db, ids, history, daily_wh)
+    for day, slots in ((history[-1], SLOTS_PER_DAY), (today, slots_elapsed(today, now, tz))):
+        insert_readings(db, ids, day, rng.integers(20, 900, size=(len(ids), slots)))
+    counts = {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+              for table in ("meters", "daily_totals", "region_daily", "day_readings")}
+    db.close()
+    return counts
+
+
+def insert_readings(db: sqlite3.Connection, meter_ids: np.ndarray, day: date,
+                    energy_wh: np.ndarray) -> None:
+    """The (meters x slots) readings of one day, in one transaction."""
+    db.execute("BEGIN")
+    insert_day_rows(db, meter_ids.tolist(), day, energy_wh)
+    db.execute("COMMIT")
+
+
+def insert_totals(db: sqlite3.Connection, meter_ids: np.ndarray, days: list[date],
+                  energy_wh: np.ndarray) -> None:
+    """Daily totals meter by meter (key order), then region totals and closed days by SQL."""
+    texts = [day.isoformat() for day in days]
+    db.execute("BEGIN")
+    insert_daily_totals(db, meter_ids.tolist(), days, energy_wh, SLOTS_PER_DAY)
+    db.execute("""INSERT INTO region_daily (region, day, energy_wh, meters, readings)
+                  SELECT COALESCE(m.region, 'Unassigned'),
+                         date(t.day * 86400, 'unixepoch'), SUM(t.energy_wh), COUNT(*),
+                         SUM(t.readings)
+                  FROM daily_totals t LEFT JOIN meters m USING (meter_id) GROUP BY 1, 2""")
+    db.executemany("INSERT INTO closed_days (day, closed_at) VALUES (?, ?)",
+                   [(text, datetime.now(UTC).isoformat(timespec="seconds")) for text in texts])
+    db.execute("COMMIT")
+
 
 #: Share of half hours left missing in the synthetic rows.
 MISSING_SHARE = 0.002
