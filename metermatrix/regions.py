@@ -37,6 +37,7 @@ from metermatrix.queries import region_total_kwh
 from metermatrix.slots import SLOTS_PER_DAY, local_day, slots_elapsed
 from metermatrix.storage import UNASSIGNED, Storage
 from metermatrix.today import OpenDaySums
+from metermatrix.topmeters import top_meter_totals
 
 #: Column order of every per-region frame.
 __all__ = ["MeterDirectory", "Snapshot", "meters_frame", "take_snapshot"]
@@ -263,18 +264,24 @@ def _codes(table: MeterTable, regions: Sequence[str]) -> list[int]:
 def top_consumers(storage: Storage, period: Period, snapshot: Snapshot, count: int = 10,
                   regions: Sequence[str] | None = None) -> pd.DataFrame:
     """The ``count`` meters that used most in ``period``: index ``meter_id``; ``name``,
-    ``region``, ``energy_kwh`` [kWh], ``readings``; largest first."""
+    ``region``, ``energy_kwh`` [kWh], ``readings``; largest first.
+
+    Closed days are ranked from each day's largest totals (``topmeters.py``), never by
+    summing every meter's totals.
+    """
     closed, open_days = _span(period, snapshot)
     parts = [_open_day_frame(storage, snapshot, day) for day in open_days]
-    if closed:
-        parts.append(_meter_frame(storage.meter_totals_between(min(closed), max(closed))))
     columns = ["name", "region", "energy_kwh", "readings"]
-    if not parts:
+    if not parts and not closed:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="meter_id"))
-    totals = pd.concat(parts).groupby(level=0).sum() if len(parts) > 1 else parts[0]
-    codes = snapshot.table.codes_of(totals.index.to_numpy())[0]
+    totals = (pd.concat(parts).groupby(level=0).sum() if len(parts) > 1 else
+              parts[0] if parts else _meter_frame(np.zeros((0, 3), np.int64)))
     if regions is not None:
+        codes = snapshot.table.codes_of(totals.index.to_numpy())[0]
         totals = totals[np.isin(codes, _codes(snapshot.table, regions))]
+    if closed:
+        totals = top_meter_totals(storage, closed, totals, count,
+                                  [None] if regions is None else list(regions))
     top = totals.nlargest(count, "energy_kwh", keep="first")
     joined = top.join(snapshot.meters, how="left")
     joined["region"] = joined["region"].fillna(UNASSIGNED)

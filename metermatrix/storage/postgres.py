@@ -50,7 +50,7 @@ class PostgresStorage(PostgresReadings, Storage):
         """Run postgres_schema.sql unless its last objects exist (its CREATE INDEX IF NOT
         EXISTS would wait for every open write transaction on the tables)."""
         row = self._db.execute(
-            "SELECT to_regclass('meters_region_first_day') IS NOT NULL AND EXISTS (SELECT 1"
+            "SELECT to_regclass('daily_totals_energy') IS NOT NULL AND EXISTS (SELECT 1"
             " FROM pg_proc WHERE proname = 'metermatrix_merge_slots')").fetchone()
         if row and row[0] and self.database_id():
             return

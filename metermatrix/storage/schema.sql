@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS daily_totals (
     readings   INTEGER NOT NULL,
     PRIMARY KEY (day, meter_id)
 ) WITHOUT ROWID;
+-- The dashboards' top consumers walk each day's largest totals (metermatrix/topmeters.py).
+CREATE INDEX IF NOT EXISTS daily_totals_energy ON daily_totals (day, energy_wh);
 
 -- A meter's first day follows its earliest row of day_readings or daily_totals (an
 -- INSERT OR REPLACE is an insert too); rows are never moved to another day.

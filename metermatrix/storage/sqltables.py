@@ -47,6 +47,25 @@ class SQLTables:
         return [(str(region), day_of_number(int(number)), int(count))
                 for region, number, count in rows]
 
+    def day_top_meters(self, day: date, count: int, region: str | None = None
+                       ) -> list[tuple[int, int]]:
+        """The ``count`` largest daily totals of ``day`` (of one region's meters; None:
+        every meter): (meter_id, energy_wh), largest first. A walk down
+        the (day, energy_wh) index; with a region, each entry's meter looked up in turn."""
+        mark = self.MARK
+        if region is None:
+            rows = self._db.execute(
+                f"""SELECT meter_id, energy_wh FROM daily_totals WHERE day = {mark}
+                    ORDER BY energy_wh DESC LIMIT {mark}""", (day_number(day), count))
+        else:
+            test = "m.region IS NULL" if region == UNASSIGNED else f"m.region = {mark}"
+            params = (day_number(day),) + (() if region == UNASSIGNED else (region,))
+            rows = self._db.execute(
+                f"""SELECT t.meter_id, t.energy_wh FROM daily_totals t CROSS JOIN meters m
+                    WHERE t.day = {mark} AND m.meter_id = t.meter_id AND {test}
+                    ORDER BY t.energy_wh DESC LIMIT {mark}""", params + (count,))
+        return [(int(meter_id), int(energy_wh)) for meter_id, energy_wh in rows]
+
     def days_with_readings(self) -> list[date]:
         """Every day with at least one stored reading, skipping through the day index."""
         rows = self._db.execute(
