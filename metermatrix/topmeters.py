@@ -7,7 +7,9 @@ meter in one of those lists is a candidate and gets its exact sum (its own daily
 meter in none of them used at most the ``depth``-th value of each list, so at most ``bound``
 (the sum of those values) over the period: once the ``count``-th candidate is above it, no
 other meter can be among the largest. Otherwise ``depth`` grows fourfold and the walk is
-repeated; a list shorter than ``depth`` holds all of its day's meters.
+repeated; a list shorter than ``depth`` holds all of its day's meters. Where the days'
+totals are so even that the walk would read more than MAX_WALKED entries, every meter's
+totals are summed instead (``Storage.meter_totals_between``), as before the walk.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from metermatrix.storage import Storage
 
 #: Entries read from each list at first, per meter asked for (and at least FIRST_DEPTH).
 DEPTH_PER_METER, FIRST_DEPTH = 8, 64
+#: Index entries the walk reads at most before it sums every meter's totals instead.
+MAX_WALKED = 200_000
 
 
 def top_meter_totals(storage: Storage, closed: Sequence[date], open_totals: pd.DataFrame,
@@ -41,6 +45,24 @@ def top_meter_totals(storage: Storage, closed: Sequence[date], open_totals: pd.D
         if len(ranked) >= count and ranked[count - 1] > bound_kwh:
             return totals
         depth *= 4
+        if depth * len(closed) * len(regions) > MAX_WALKED:
+            return _summed_totals(storage, closed, open_totals, regions)
+
+
+def _summed_totals(storage: Storage, closed: Sequence[date], open_totals: pd.DataFrame,
+                   regions: Sequence[str | None]) -> pd.DataFrame:
+    """Every meter's totals over ``closed`` plus ``open_totals`` (of ``regions``)."""
+    rows = storage.meter_totals_between(min(closed), max(closed))
+    array = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+    frame = pd.DataFrame({"energy_kwh": array[:, 1] / 1000, "readings": array[:, 2]},
+                         index=pd.Index(array[:, 0], name="meter_id"))
+    if None not in regions:
+        wanted = {meter.meter_id for region in regions for meter in storage.list_meters(region)}
+        frame = frame[frame.index.isin(list(wanted))]
+    if len(open_totals):
+        frame = frame.add(open_totals, fill_value=0)
+    frame["readings"] = frame["readings"].astype("int64")
+    return frame
 
 
 def _candidates(storage: Storage, closed: Sequence[date], open_totals: pd.DataFrame,
