@@ -93,3 +93,15 @@ def test_a_days_largest_totals_come_from_the_index_alone(tmp_path: Path) -> None
     assert "daily_totals_energy" in plan and "TEMP B-TREE" not in plan
     assert store.day_top_meters(DAYS[0], 3) == [(49, 4900), (48, 4800), (47, 4700)]
     store.close()
+
+
+def test_totals_too_even_for_the_walk_are_summed_per_meter(storage: Storage,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from metermatrix import topmeters
+
+    monkeypatch.setattr(topmeters, "MAX_WALKED", 10)
+    found = top_meter_totals(storage, DAYS, no_open_totals(), 10, ["East"])
+    assert len(found) == len(summed(storage, DAYS, "East"))
+    pd.testing.assert_frame_equal(top(found, 10), top(summed(storage, DAYS, "East"), 10),
+                                  check_dtype=False)
