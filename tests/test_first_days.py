@@ -142,7 +142,7 @@ def test_an_older_postgres_database_gets_its_first_days_on_open(
     store.import_daily_totals([DailyTotal(1, D2, 1000, 48)])
     store._db.execute("""DROP TRIGGER day_readings_first_day ON day_readings;
                          DROP TRIGGER daily_totals_first_day ON daily_totals;
-                         DROP INDEX meters_region_first_day;
+                         DROP INDEX meters_region_first_day; DROP INDEX daily_totals_energy;
                          ALTER TABLE meters DROP COLUMN first_day""")
     store.close()
     store = PostgresStorage(url)
