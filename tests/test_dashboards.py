@@ -192,8 +192,10 @@ def test_the_dashboard_reads_no_half_hourly_rows_but_todays_and_sums_no_meters_t
     directory = tmp_path / "data"
     storage = open_storage(directory)
     load_demo(storage, TODAY - timedelta(days=1))
-    with storage.transaction():
-        storage.add_readings([Reading(AASHIMA, TODAY, slot, 400) for slot in range(4)])
+    with storage.transaction():  # and a meter without a region, new today
+        storage.add_meters([123456789])
+        storage.add_readings([Reading(AASHIMA, TODAY, slot, 400) for slot in range(4)]
+                             + [Reading(123456789, TODAY, 0, 100)])
     storage.close()
     source = dashboards.DataSource(directory, TIMEZONE)
     statements: list[str] = []

@@ -84,10 +84,12 @@ class SQLTables:
 
     def _with_open_days(self, found: dict[date, SlotSums], region: str, first: date,
                         last: date) -> list[tuple[date, int, int, int]]:
-        """``region_slot_energy`` from the closed days' sums in ``found``: the other days
-        with readings are summed from the region's packed rows; one row per slot held."""
+        """``region_slot_energy`` from the closed days' sums in ``found``: the days with
+        readings that are not closed are summed from the region's packed rows (a closed day
+        without sums had no reading of the region); one row per slot held."""
+        closed = set(self.closed_days())
         for day in self.days_with_readings():
-            if first <= day <= last and day not in found:
+            if first <= day <= last and day not in found and day not in closed:
                 found[day] = self._open_region_slots(region, day)
         result: list[tuple[date, int, int, int]] = []
         for day in sorted(found):
