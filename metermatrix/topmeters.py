@@ -35,10 +35,13 @@ def top_meter_totals(storage: Storage, closed: Sequence[date], open_totals: pd.D
     ``energy_kwh``, ``readings``. The ``count`` largest of all meters of ``regions``
     (None: every meter) are among them, with their exact totals."""
     depth = max(FIRST_DEPTH, DEPTH_PER_METER * count)
+    known = _exact_totals(storage, closed, open_totals, [])
     while True:
         candidates, bound_kwh, exhausted = _candidates(storage, closed, open_totals, depth,
                                                        regions)
-        totals = _exact_totals(storage, closed, open_totals, candidates)
+        new = [meter_id for meter_id in candidates if meter_id not in known.index]
+        known = pd.concat([known, _exact_totals(storage, closed, open_totals, new)])
+        totals = known
         if exhausted:
             return totals
         ranked = np.sort(totals["energy_kwh"].to_numpy())[::-1]
