@@ -87,7 +87,9 @@ def start_dashboard_server(data_dir: Path, timezone: str, demo: bool,
     command = [sys.executable, str(ROOT / "server.py"), "--port", str(port), "--data-dir",
                str(data_dir), "--timezone", timezone, "--demo" if demo else "--no-demo",
                "--dashboards", "--voila-kernels", str(KERNELS), "--clock-offset-s", repr(offset_s)]
-    child = start_child(command, data_dir.parent / f"{data_dir.name}-server.log", port)
+    log_path = data_dir.parent / f"{data_dir.name}-server.log"
+    log_path.unlink(missing_ok=True)  # a kept folder's last log: its kernels are not warm
+    child = start_child(command, log_path, port)
     child.wait_ready()
     return child
 
