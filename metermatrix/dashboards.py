@@ -82,7 +82,6 @@ class DataSource:
                                     f"{ENV_DATA_DIR} to the server's data folder")
         self.storage: Storage = open_storage(data_dir, readonly=True, database=database)
         self.directory = regions.MeterDirectory()
-        self.first_days = regions.FirstDays()
         self._snapshot: tuple[float, int, regions.Snapshot] | None = None
 
     @classmethod
@@ -124,8 +123,7 @@ class DataSource:
                     return dataclasses.replace(snapshot, now=now)
                 if time.monotonic() - taken < SNAPSHOT_MAX_AGE_S:
                     return snapshot
-        snapshot = regions.take_snapshot(self.storage, now, self.tz, self.directory,
-                                         self.first_days)
+        snapshot = regions.take_snapshot(self.storage, now, self.tz, self.directory)
         self._snapshot = (time.monotonic(), version, snapshot)
         return snapshot
 

@@ -8,14 +8,15 @@ count neither as zero nor as a whole meter. Completeness is readings received ov
 hours expected, where each meter of the region owes 48 readings a closed day and, today,
 one per half hour already due. A meter owes readings only from its first day with a reading
 or an imported total (the master data has no installation date): a meter added today owes
-nothing for the days before.
+nothing for the days before. Those first days are read as counts per region and day
+(``Storage.region_first_days``, kept by the database), never from the readings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from functools import cached_property
 
 import numpy as np
@@ -23,14 +24,24 @@ import numpy.typing as npt
 import pandas as pd
 
 from metermatrix.fleet import REGIONS
+from metermatrix.meterdirectory import (
+    MeterDirectory,
+    MeterTable,
+    TodayFigures,
+    meter_frame,
+    meters_frame,
+    read_today,
+)
 from metermatrix.periods import Period
 from metermatrix.queries import region_total_kwh
 from metermatrix.slots import SLOTS_PER_DAY, local_day, slots_elapsed
 from metermatrix.storage import UNASSIGNED, Storage
-from metermatrix.storage.packing import MISSING
 from metermatrix.today import OpenDaySums
+from metermatrix.topmeters import top_meter_totals
 
 #: Column order of every per-region frame.
+__all__ = ["MeterDirectory", "Snapshot", "meters_frame", "take_snapshot"]
+
 SUMMARY_COLUMNS = ("energy_kwh", "meters", "average_kwh", "readings", "expected",
                    "completeness")
 
@@ -39,21 +50,33 @@ SUMMARY_COLUMNS = ("energy_kwh", "meters", "average_kwh", "readings", "expected"
 class Snapshot:
     """What the dashboard needs from storage at one instant, read once per refresh.
 
-    ``meters``: index ``meter_id``; columns ``name``, ``region`` (UNASSIGNED if unknown).
-    ``today_totals``: index ``meter_id``; columns ``energy_kwh`` [kWh], ``readings``, for
-    the meters that sent anything today. ``first_days``: index ``meter_id``, the proleptic
-    ordinal (``date.toordinal``) of each meter's first day with data; meters without any
-    are left out.
+    ``table``: the meters (``MeterTable``). ``today``: today's figures (``TodayFigures``).
+    ``first_days``: (region, first day, meters) as ``Storage.region_first_days`` gives
+    them; meters without any data are left out.
     """
 
     now: datetime
     tz: tzinfo
-    meters: pd.DataFrame
-    today_totals: pd.DataFrame
+    table: MeterTable
+    figures: TodayFigures
     closed: frozenset[date]
-    first_days: pd.Series
-    #: Today's energy and readings per region and slot (``queries.region_average``'s input).
-    today_sums: OpenDaySums
+    first_days: list[tuple[str, date, int]]
+
+    @property
+    def meters(self) -> pd.DataFrame:
+        """Index ``meter_id``; columns ``name``, ``region`` (UNASSIGNED if unknown)."""
+        return self.table.frame
+
+    @property
+    def today_totals(self) -> pd.DataFrame:
+        """Index ``meter_id``; ``energy_kwh`` [kWh], ``readings``, for the meters that sent
+        anything today."""
+        return self.figures.totals
+
+    @property
+    def today_sums(self) -> OpenDaySums:
+        """Today's energy and readings per region and slot (``queries.region_average``)."""
+        return self.figures.sums
 
     @property
     def today(self) -> date:
@@ -62,12 +85,12 @@ class Snapshot:
 
     def regions(self) -> list[str]:
         """The five regions, plus UNASSIGNED when some meter has no region."""
-        unassigned = bool((self.meters["region"] == UNASSIGNED).any())
+        unassigned = self.table.counts.get(UNASSIGNED, 0) > 0
         return list(REGIONS) + ([UNASSIGNED] if unassigned else [])
 
     @cached_property
     def _meter_counts(self) -> pd.Series:
-        counts = self.meters["region"].value_counts()
+        counts = pd.Series(self.table.counts, dtype="int64")
         return counts.reindex(self.regions(), fill_value=0).astype("int64")
 
     def meter_counts(self) -> pd.Series:
@@ -75,20 +98,34 @@ class Snapshot:
         return self._meter_counts.copy()
 
     @cached_property
-    def _first_days_by_region(self) -> dict[str, npt.NDArray[np.int64]]:
-        frame = pd.DataFrame({"region": self.meters["region"],
-                              "first": self.first_days.reindex(self.meters.index)}).dropna()
-        return {str(region): np.sort(group["first"].to_numpy(dtype=np.int64))
-                for region, group in frame.groupby("region")}
+    def _first_days_by_region(self) -> dict[str, tuple[npt.NDArray[np.int64],
+                                                        npt.NDArray[np.int64]]]:
+        """{region: (first days as ordinals ascending, meters started by each)}."""
+        found: dict[str, tuple[list[int], list[int]]] = {}
+        for region, day, meters in sorted(self.first_days):
+            days, started = found.setdefault(region, ([], []))
+            days.append(day.toordinal())
+            started.append((started[-1] if started else 0) + meters)
+        return {region: (np.array(days, np.int64), np.array(started, np.int64))
+                for region, (days, started) in found.items()}
+
+    def due_meters(self, day: date) -> pd.Series:
+        """Per region (every region listed): meters whose first day with data is ``day``
+        or earlier."""
+        ordinal = day.toordinal()
+        due = {}
+        for region, (days, started) in self._first_days_by_region.items():
+            index = int(np.searchsorted(days, ordinal, side="right"))
+            due[region] = int(started[index - 1]) if index else 0
+        return pd.Series(due, dtype="int64").reindex(self.regions(), fill_value=0)
 
     def expected_readings(self, days: Sequence[date]) -> pd.Series:
         """Per region (every region listed): the half-hour readings its meters owe over
         ``days`` by ``now``, each meter from its first day with data on."""
-        ordinals = np.array([day.toordinal() for day in days], dtype=np.int64)
-        due = np.array([self.due_slots(day) for day in days], dtype=np.int64)
-        owed = {region: int((np.searchsorted(first, ordinals, side="right") * due).sum())
-                for region, first in self._first_days_by_region.items()}
-        return pd.Series(owed, dtype="int64").reindex(self.regions(), fill_value=0)
+        owed = pd.Series(0, index=self.regions(), dtype="int64")
+        for day in days:
+            owed += self.due_meters(day) * self.due_slots(day)
+        return owed
 
     def due_slots(self, day: date) -> int:
         """Readings each meter owes for ``day`` by ``now`` (48 for a past day)."""
@@ -99,17 +136,6 @@ class Snapshot:
         return slots_elapsed(day, self.now, self.tz)
 
 
-def meters_frame(storage: Storage) -> pd.DataFrame:
-    """All meters: index ``meter_id``; columns ``name``, ``region`` (UNASSIGNED if unknown)."""
-    meters = storage.list_meters()
-    frame = pd.DataFrame({
-        "meter_id": np.fromiter((m.meter_id for m in meters), dtype=np.int64, count=len(meters)),
-        "name": [m.name or "" for m in meters],
-        "region": [m.region or UNASSIGNED for m in meters],
-    })
-    return frame.set_index("meter_id")
-
-
 def day_meter_totals(storage: Storage, day: date) -> pd.DataFrame:
     """Per meter that sent readings on ``day``: index ``meter_id``; ``energy_kwh``, ``readings``."""
     return _meter_frame(storage.meter_day_readings(day))
@@ -118,78 +144,17 @@ def day_meter_totals(storage: Storage, day: date) -> pd.DataFrame:
 def _meter_frame(rows: Sequence[tuple[int, int, int]] | npt.NDArray[np.int64]
                  ) -> pd.DataFrame:
     array = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-    return pd.DataFrame({"energy_kwh": array[:, 1] / 1000, "readings": array[:, 2]},
-                        index=pd.Index(array[:, 0], name="meter_id"))
-
-
-class MeterDirectory:
-    """The meters frame, kept between refreshes and read again only when the number of
-    meters in some region changes (a new meter, a registration, a move)."""
-
-    def __init__(self) -> None:
-        self._frame: pd.DataFrame | None = None
-        self._counts: dict[str, int] = {}
-
-    def frame(self, storage: Storage) -> pd.DataFrame:
-        """The current meters frame (see ``meters_frame``)."""
-        counts = storage.region_meter_counts()
-        if self._frame is None or counts != self._counts:
-            self._frame, self._counts = meters_frame(storage), counts
-        return self._frame
-
-
-class FirstDays:
-    """Each meter's first day with a reading or an imported total, kept between refreshes:
-    only the days after the last scan are read again (``Storage.first_days_between``).
-
-    A meter with no data at all whose first readings arrive late, for a day already
-    scanned, is given the day it was first seen on instead.
-    """
-
-    def __init__(self) -> None:
-        self._first: dict[int, date] = {}
-        self._scanned: date | None = None
-
-    def through(self, storage: Storage, last: date) -> dict[int, date]:
-        """First days of the meters with data on or before ``last``."""
-        start = date.min if self._scanned is None else self._scanned + timedelta(days=1)
-        if start <= last:
-            for meter_id, day in storage.first_days_between(start, last):
-                self._first.setdefault(meter_id, day)
-            self._scanned = last
-        return self._first
+    return meter_frame(array[:, 0], array[:, 1], array[:, 2])
 
 
 def take_snapshot(storage: Storage, now: datetime, tz: tzinfo,
-                  directory: MeterDirectory | None = None,
-                  first_days: FirstDays | None = None) -> Snapshot:
-    """Read the meters, today's per-meter totals and the meters' first days once."""
-    meters = directory.frame(storage) if directory is not None else meters_frame(storage)
+                  directory: MeterDirectory | None = None) -> Snapshot:
+    """Read the meters (when changed), today's rows and the meters' first days once."""
+    table = (directory or MeterDirectory()).table(storage)
     today = local_day(now, tz)
-    today_totals, today_sums = _today_from_matrix(meters, today, *storage.day_matrix(today))
-    known = (first_days or FirstDays()).through(storage, today - timedelta(days=1))
-    first = pd.Series({meter_id: day.toordinal() for meter_id, day in known.items()},
-                      dtype="int64")
-    new = today_totals.index.difference(first.index)
-    first = pd.concat([first, pd.Series(today.toordinal(), index=new, dtype="int64")])
-    return Snapshot(now, tz, meters, today_totals, frozenset(storage.closed_days()), first,
-                    today_sums)
-
-
-def _today_from_matrix(meters: pd.DataFrame, today: date, ids: npt.NDArray[np.int64],
-                       values: npt.NDArray[np.uint16]) -> tuple[pd.DataFrame, OpenDaySums]:
-    """Today's per-meter totals (as ``day_meter_totals``) and per-region slot sums, from
-    one read of the day's readings."""
-    present = values != MISSING
-    energy_wh = np.where(present, values, 0).astype(np.int64)
-    counts = present.sum(axis=1)
-    keep = counts > 0
-    totals = _meter_frame(np.column_stack([ids, energy_wh.sum(axis=1), counts])[keep])
-    region = meters["region"].reindex(ids).fillna(UNASSIGNED).to_numpy()
-    sums = {str(name): (energy_wh[region == name].sum(axis=0),
-                        present[region == name].sum(axis=0).astype(np.int64))
-            for name in np.unique(region)}
-    return totals, OpenDaySums(today, sums)
+    figures = read_today(table, today, *storage.day_matrix(today))
+    return Snapshot(now, tz, table, figures, frozenset(storage.closed_days()),
+                    storage.region_first_days())
 
 
 def _span(period: Period, snapshot: Snapshot) -> tuple[list[date], list[date]]:
@@ -205,9 +170,13 @@ def _open_day_frame(storage: Storage, snapshot: Snapshot, day: date) -> pd.DataF
     return day_meter_totals(storage, day)
 
 
-def _by_region(snapshot: Snapshot, totals: pd.DataFrame) -> pd.DataFrame:
-    """Per-meter totals summed per region: columns energy_kwh, readings."""
-    region = snapshot.meters["region"].reindex(totals.index).fillna(UNASSIGNED)
+def _by_region(storage: Storage, snapshot: Snapshot, day: date) -> pd.DataFrame:
+    """An open day's totals per region: columns energy_kwh, readings."""
+    if day == snapshot.today:
+        return snapshot.figures.by_region[["energy_kwh", "readings"]]
+    totals = day_meter_totals(storage, day)
+    codes = snapshot.table.codes_of(totals.index.to_numpy())[0]
+    region = pd.Index(snapshot.table.names)[codes]
     return totals.groupby(region)[["energy_kwh", "readings"]].sum()
 
 
@@ -220,7 +189,7 @@ def daily_frames(storage: Storage, period: Period,
         rows.extend((entry.day, entry.region, entry.energy_wh / 1000, entry.readings)
                     for entry in storage.region_days_between(min(closed), max(closed)))
     for day in open_days:
-        summed = _by_region(snapshot, _open_day_frame(storage, snapshot, day))
+        summed = _by_region(storage, snapshot, day)
         rows.extend((day, str(region), float(energy_kwh), int(readings))
                     for region, energy_kwh, readings
                     in zip(summed.index, summed["energy_kwh"], summed["readings"], strict=True))
@@ -267,12 +236,11 @@ def region_summary(storage: Storage, period: Period, snapshot: Snapshot,
 def today_completeness(snapshot: Snapshot) -> pd.DataFrame:
     """Per region today: index ``region``; ``meters``, ``reporting`` (meters heard from),
     ``readings``, ``expected`` (half hours due so far), ``completeness`` (0..1 or NaN)."""
-    totals = snapshot.today_totals
-    region = snapshot.meters["region"].reindex(totals.index).fillna(UNASSIGNED)
+    today = snapshot.figures.by_region
     frame = pd.DataFrame({
         "meters": snapshot.meter_counts(),
-        "reporting": region.value_counts(),
-        "readings": totals["readings"].groupby(region).sum(),
+        "reporting": today["reporting"],
+        "readings": today["readings"],
     }).reindex(snapshot.regions()).fillna(0).astype("int64")
     frame["expected"] = snapshot.expected_readings([snapshot.today])
     frame["completeness"] = frame["readings"] / frame["expected"].where(frame["expected"] > 0)
@@ -282,30 +250,41 @@ def today_completeness(snapshot: Snapshot) -> pd.DataFrame:
 
 def silent_meters(snapshot: Snapshot, regions: Sequence[str] | None = None) -> pd.DataFrame:
     """Meters that sent nothing today: index ``meter_id``; ``name``, ``region``; by id."""
-    meters = snapshot.meters
-    silent = meters[~meters.index.isin(snapshot.today_totals.index)]
+    table = snapshot.table
+    silent = ~snapshot.figures.heard
     if regions is not None:
-        silent = silent[silent["region"].isin(list(regions))]
-    return silent.sort_index()
+        silent &= np.isin(table.codes, _codes(table, regions))
+    return table.frame.iloc[np.flatnonzero(silent)]
+
+
+def _codes(table: MeterTable, regions: Sequence[str]) -> list[int]:
+    return [table.names.index(region) for region in regions if region in table.names]
 
 
 def top_consumers(storage: Storage, period: Period, snapshot: Snapshot, count: int = 10,
                   regions: Sequence[str] | None = None) -> pd.DataFrame:
     """The ``count`` meters that used most in ``period``: index ``meter_id``; ``name``,
-    ``region``, ``energy_kwh`` [kWh], ``readings``; largest first."""
+    ``region``, ``energy_kwh`` [kWh], ``readings``; largest first.
+
+    Closed days are ranked from each day's largest totals (``topmeters.py``), never by
+    summing every meter's totals.
+    """
     closed, open_days = _span(period, snapshot)
     parts = [_open_day_frame(storage, snapshot, day) for day in open_days]
-    if closed:
-        parts.append(_meter_frame(storage.meter_totals_between(min(closed), max(closed))))
     columns = ["name", "region", "energy_kwh", "readings"]
-    if not parts:
+    if not parts and not closed:
         return pd.DataFrame(columns=columns, index=pd.Index([], name="meter_id"))
-    totals = pd.concat(parts).groupby(level=0).sum()
-    joined = totals.join(snapshot.meters, how="left")
+    totals = (pd.concat(parts).groupby(level=0).sum() if len(parts) > 1 else
+              parts[0] if parts else _meter_frame(np.zeros((0, 3), np.int64)))
+    if regions is not None:
+        codes = snapshot.table.codes_of(totals.index.to_numpy())[0]
+        totals = totals[np.isin(codes, _codes(snapshot.table, regions))]
+    if closed:
+        totals = top_meter_totals(storage, closed, totals, count,
+                                  [None] if regions is None else list(regions))
+    top = totals.nlargest(count, "energy_kwh", keep="first")
+    joined = top.join(snapshot.meters, how="left")
     joined["region"] = joined["region"].fillna(UNASSIGNED)
     joined["name"] = joined["name"].fillna("")
-    if regions is not None:
-        joined = joined[joined["region"].isin(list(regions))]
-    top = joined.sort_values("energy_kwh", ascending=False, kind="stable").head(count)
-    top.index.name = "meter_id"
-    return top[columns]
+    joined.index.name = "meter_id"
+    return joined[columns]

@@ -181,3 +181,32 @@ def test_a_meter_created_today_is_not_due_for_last_month(data_dir):
     row = board.tables["completeness"].value.split("<th>East</th>")[1].split("</tr>")[0]
     cells = [cell.split("</td>")[0] for cell in row.split("<td>")[1:]]
     assert cells[5] == f"{east * 28 * 48:,}"  # Due in period: February, without the new one
+
+
+def test_the_dashboard_reads_no_half_hourly_rows_but_todays_and_sums_no_meters_totals(
+        tmp_path: Path):
+    """Every statement a draw and a redraw run, traced on a real SQLite file: the packed
+    half-hourly rows are read for today only (closed days come from region_daily,
+    region_slots and each day's largest totals), first days from the meters table, and
+    no statement sums every meter's daily totals."""
+    directory = tmp_path / "data"
+    storage = open_storage(directory)
+    load_demo(storage, TODAY - timedelta(days=1))
+    with storage.transaction():  # and a meter without a region, new today
+        storage.add_meters([123456789])
+        storage.add_readings([Reading(AASHIMA, TODAY, slot, 400) for slot in range(4)]
+                             + [Reading(123456789, TODAY, 0, 100)])
+    storage.close()
+    source = dashboards.DataSource(directory, TIMEZONE)
+    statements: list[str] = []
+    source.storage._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    board = dashboards.ManagementDashboard(source, {"period": "current-month"}, clock)
+    board.picker.name.value = "prev-month"
+    board.region.value = "East"
+    assert board.redrawing.redraws == 3
+    today = (TODAY - date(1970, 1, 1)).days  # day numbers as in storage/packing.py
+    rows = [sql for sql in statements if "day_readings" in sql]
+    assert rows and all(f"day = {today}" in sql or "MIN(day) FROM day_readings" in sql
+                        for sql in rows), rows
+    assert not [sql for sql in statements if "daily_totals" in sql and "GROUP BY" in sql]
+    assert any("FROM meters" in sql and "first_day" in sql for sql in statements)

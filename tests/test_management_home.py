@@ -82,6 +82,28 @@ def test_the_home_shows_todays_readings_silent_meters_and_yesterdays_total(make_
         assert description in page
 
 
+@pytest.mark.slow
+def test_a_registered_meter_that_never_sent_anything_is_not_due_today(make_server):
+    """Item 2's rule on the home: a meter is due from its first day with data on."""
+    server = make_server(timezone=TIMEZONE, demo=True, clock_at=fixture_clock("14:10"))
+    open_day = date.fromisoformat(orjson.loads(server.request("GET", "/api/v1/status")[1])
+                                  ["open_day"])
+    with sqlite3.connect(server.data_dir / "metermatrix.sqlite3") as db:
+        db.execute("INSERT INTO meters (meter_id, name, region, created_at)"
+                   " VALUES (111111111, 'New', 'East', '2026-01-01T00:00:00Z')")
+    posted = post_due_slots(server, AASHIMA, open_day, 48)
+    number = (open_day - date(1970, 1, 1)).days
+    started = stored(server, """SELECT COUNT(*) FROM meters WHERE meter_id IN (
+                                  SELECT meter_id FROM daily_totals WHERE day <= ? UNION
+                                  SELECT meter_id FROM day_readings WHERE day <= ?)""",
+                     number, number)
+    assert started == stored(server, "SELECT COUNT(*) FROM meters") - 1
+    due = started * slots_elapsed(open_day, server.now(), ZoneInfo(TIMEZONE))
+
+    page = manager(server).get("/management").body.decode()
+    assert card(page, "readings-today") == f"{posted:,} / {due:,}"
+
+
 def test_the_home_is_for_managers_only(server):
     answer = Client(server).get("/management")
     assert answer.status == 302 and answer.headers["Location"].startswith("/management/login")

@@ -219,15 +219,3 @@ def test_a_meter_added_today_is_due_only_from_today(storage):
     today = regions.today_completeness(snapshot(storage))
     assert today.loc["East", "expected"] == 2 * due_today
     assert today.loc["East", "completeness"] == pytest.approx(20 / (2 * due_today))
-
-
-def test_first_days_are_read_again_only_for_the_days_since(storage):
-    first_days = regions.FirstDays()
-    known = first_days.through(storage, TODAY - timedelta(days=1))
-    assert known[100000001] == TODAY - timedelta(days=8)
-    assert 100000003 in known and len(known) == len(METERS)
-    with storage.transaction():
-        storage.save_meter(MeterRecord(100000008, "New", "F7654321K", "East"))
-        storage.add_readings([Reading(100000008, TODAY, 0, 100)])
-    assert first_days.through(storage, TODAY)[100000008] == TODAY
-    assert known[100000001] == TODAY - timedelta(days=8)

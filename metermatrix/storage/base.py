@@ -176,9 +176,16 @@ class Storage(abc.ABC):
         """The first local day with a reading or an imported total of the meter (None: none)."""
 
     @abc.abstractmethod
-    def first_days_between(self, first: date, last: date) -> list[tuple[int, date]]:
-        """Per meter with a reading or an imported total in days ``first``..``last``:
-        (meter_id, the first such day)."""
+    def day_top_meters(self, day: date, count: int, region: str | None = None
+                       ) -> list[tuple[int, int]]:
+        """The ``count`` largest daily totals of ``day`` (of one region; None: all meters):
+        (meter_id, energy_wh), largest first; from an index."""
+
+    @abc.abstractmethod
+    def region_first_days(self) -> list[tuple[str, date, int]]:
+        """(region, first day, meters): how many meters of each region (UNASSIGNED for
+        none) have their first reading or daily total on each day; meters without any
+        are left out. Read from ``meters.first_day``, never from the readings."""
 
     @abc.abstractmethod
     def region_slot_energy(

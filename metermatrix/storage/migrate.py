@@ -3,7 +3,9 @@
 Version 1 (release 0.1.0, user_version 0) kept one row per reading in ``readings`` and
 daily totals keyed (meter_id, day text). Version 2 packs a meter's day into one row of
 ``day_readings`` and keys the large tables by (day number, meter_id). The upgrade runs
-in steps that can be repeated: a crash half way is finished on the next start.
+in steps that can be repeated: a crash half way is finished on the next start. Version 3
+keeps each meter's first day with data in ``meters.first_day`` (triggers on the two large
+tables); upgrading fills it from the tables in one transaction.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from metermatrix.storage.packing import (
 log = logging.getLogger(__name__)
 
 #: The schema this release writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:
@@ -40,13 +42,40 @@ def migrate_if_needed(db: sqlite3.Connection, create_schema: Callable[[], None])
         raise RuntimeError(f"database schema {version} is newer than this release "
                            f"({SCHEMA_VERSION}); upgrade MeterMatrix")
     tables = _tables(db)
+    if "meters" in tables:
+        _add_first_day_column(db)
     if version == 0 and ("readings" in tables or "v1_readings" in tables):
         _rename_version_1(db, tables)
         create_schema()
         _convert_version_1(db)
     create_schema()
-    if version == 0:
+    if version < SCHEMA_VERSION:
+        _fill_first_days(db)
+
+
+def _add_first_day_column(db: sqlite3.Connection) -> None:
+    """Give an older ``meters`` table its ``first_day`` column (schema.sql indexes it)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(meters)")}
+    if "first_day" not in columns:
+        db.execute("ALTER TABLE meters ADD COLUMN first_day INTEGER")
+
+
+def _fill_first_days(db: sqlite3.Connection) -> None:
+    """Set every meter's first day from the rows already stored, then the version: one
+    transaction (the triggers keep it from then on)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("""UPDATE meters SET first_day = found.day FROM (
+                        SELECT meter_id, MIN(day) AS day FROM (
+                          SELECT meter_id, day FROM day_readings
+                          UNION ALL SELECT meter_id, day FROM daily_totals)
+                        GROUP BY meter_id) AS found
+                      WHERE meters.meter_id = found.meter_id""")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def _rename_version_1(db: sqlite3.Connection, tables: set[str]) -> None:

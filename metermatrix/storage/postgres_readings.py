@@ -249,18 +249,6 @@ class PostgresReadings(PostgresDays):
             return set()
         return self._imported(day_number(day), meter_ids)
 
-    def first_days_between(self, first: date, last: date) -> list[tuple[int, date]]:
-        """Per meter with a reading or an imported total in days ``first``..``last``:
-        (meter_id, the first such day), by meter."""
-        bounds = (day_number(first), day_number(last))
-        rows = self._db.execute(
-            """SELECT meter_id, MIN(day) FROM (
-                 SELECT meter_id, day FROM day_readings WHERE day BETWEEN %s AND %s
-                 UNION ALL
-                 SELECT meter_id, day FROM daily_totals WHERE day BETWEEN %s AND %s) AS found
-               GROUP BY meter_id ORDER BY meter_id""", bounds + bounds)
-        return [(int(meter_id), day_of_number(int(number))) for meter_id, number in rows]
-
     def first_reading_day(self, meter_id: int) -> date | None:
         """The first day with a reading or an imported total of the meter (None: none)."""
         row = self._db.execute(

@@ -9,7 +9,10 @@ CREATE TABLE IF NOT EXISTS meters (
     name       text,
     fin_no     text,
     region     text,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- First day with a reading or a daily total (day number; NULL: none yet), kept by
+    -- the triggers at the end of this file.
+    first_day  integer
 );
 CREATE INDEX IF NOT EXISTS meters_region ON meters (region);
 
@@ -105,6 +108,47 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                       ''::bytea ORDER BY s)
     FROM generate_series(0, 47) AS s) END
 $$;
+
+-- A meter's first day follows its earliest row of day_readings or daily_totals: one
+-- UPDATE per inserting statement, of the meters whose first day moves.
+CREATE OR REPLACE FUNCTION metermatrix_note_first_days() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE meters AS m SET first_day = found.day
+  FROM (SELECT meter_id, MIN(day) AS day FROM new_rows GROUP BY meter_id) AS found
+  WHERE m.meter_id = found.meter_id AND (m.first_day IS NULL OR m.first_day > found.day);
+  RETURN NULL;
+END $$;
+
+-- An older database: add the column and fill it from the rows stored, in this script's
+-- transaction; then the triggers and the index.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = 'meters'
+                   AND column_name = 'first_day') THEN
+    ALTER TABLE meters ADD COLUMN first_day integer;
+    UPDATE meters AS m SET first_day = found.day
+    FROM (SELECT meter_id, MIN(day) AS day FROM (
+            SELECT meter_id, day FROM day_readings
+            UNION ALL SELECT meter_id, day FROM daily_totals) AS stored
+          GROUP BY meter_id) AS found
+    WHERE m.meter_id = found.meter_id;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'day_readings_first_day') THEN
+    CREATE TRIGGER day_readings_first_day AFTER INSERT ON day_readings
+      REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+      EXECUTE FUNCTION metermatrix_note_first_days();
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'daily_totals_first_day') THEN
+    CREATE TRIGGER daily_totals_first_day AFTER INSERT ON daily_totals
+      REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+      EXECUTE FUNCTION metermatrix_note_first_days();
+  END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS meters_region_first_day ON meters (region, first_day);
+-- The dashboards' top consumers walk each day's largest totals (metermatrix/topmeters.py).
+CREATE INDEX IF NOT EXISTS daily_totals_energy ON daily_totals (day, energy_wh);
 
 INSERT INTO meta (key, value) VALUES ('database_id', md5(random()::text || clock_timestamp()))
 ON CONFLICT (key) DO NOTHING;

@@ -1,17 +1,22 @@
--- Master database (seed 1.4), SQLite flavour, schema version 2 (PRAGMA user_version).
+-- Master database (seed 1.4), SQLite flavour, schema version 3 (PRAGMA user_version).
 -- In the large tables a day is an integer, days since 1970-01-01 (metermatrix.storage
 -- .packing.day_number); in the small ones it is 'YYYY-MM-DD'. Slots are 0..47 (see
 -- metermatrix/slots.py); energy is integer watt-hours.
 PRAGMA journal_mode = WAL;
 
+-- first_day: the meter's first day with a reading or a daily total (a day number as in
+-- the large tables; NULL: none yet), kept by the triggers below on every write of those.
 CREATE TABLE IF NOT EXISTS meters (
     meter_id   INTEGER PRIMARY KEY,
     name       TEXT,
     fin_no     TEXT,
     region     TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    first_day  INTEGER
 );
 CREATE INDEX IF NOT EXISTS meters_region ON meters (region);
+-- The dashboards' "meters due from which day" per region: a scan of this index alone.
+CREATE INDEX IF NOT EXISTS meters_region_first_day ON meters (region, first_day);
 
 -- Every half-hourly reading ever acknowledged, one row per meter and day: slots_wh is 48
 -- little-endian uint16 [Wh] with 0xFFFF for a missing half hour, marks 2 bits per slot
@@ -33,6 +38,19 @@ CREATE TABLE IF NOT EXISTS daily_totals (
     readings   INTEGER NOT NULL,
     PRIMARY KEY (day, meter_id)
 ) WITHOUT ROWID;
+-- The dashboards' top consumers walk each day's largest totals (metermatrix/topmeters.py).
+CREATE INDEX IF NOT EXISTS daily_totals_energy ON daily_totals (day, energy_wh);
+
+-- A meter's first day follows its earliest row of day_readings or daily_totals (an
+-- INSERT OR REPLACE is an insert too); rows are never moved to another day.
+CREATE TRIGGER IF NOT EXISTS day_readings_first_day AFTER INSERT ON day_readings BEGIN
+    UPDATE meters SET first_day = NEW.day
+    WHERE meter_id = NEW.meter_id AND (first_day IS NULL OR first_day > NEW.day);
+END;
+CREATE TRIGGER IF NOT EXISTS daily_totals_first_day AFTER INSERT ON daily_totals BEGIN
+    UPDATE meters SET first_day = NEW.day
+    WHERE meter_id = NEW.meter_id AND (first_day IS NULL OR first_day > NEW.day);
+END;
 
 -- Per region and closed day, kept in step with daily_totals for the dashboards.
 CREATE TABLE IF NOT EXISTS region_daily (

@@ -338,18 +338,6 @@ class DayTables(SQLTables):
         return list(zip(ids[keep].tolist(), energy[keep].tolist(), counts[keep].tolist(),
                         strict=True))
 
-    def first_days_between(self, first: date, last: date) -> list[tuple[int, date]]:
-        """Per meter with a reading or an imported total in days ``first``..``last``:
-        (meter_id, the first such day), by meter; one range scan of each (day, meter) key."""
-        bounds = (day_number(first), day_number(last))
-        rows = self._db.execute(
-            """SELECT meter_id, MIN(day) FROM (
-                 SELECT day, meter_id FROM day_readings WHERE day BETWEEN ? AND ?
-                 UNION ALL
-                 SELECT day, meter_id FROM daily_totals WHERE day BETWEEN ? AND ?)
-               GROUP BY meter_id ORDER BY meter_id""", bounds + bounds)
-        return [(int(meter_id), day_of_number(int(number))) for meter_id, number in rows]
-
     def meter_totals_between(self, first: date, last: date) -> list[tuple[int, int, int]]:
         """Per meter: (meter_id, energy_wh, readings) summed over daily totals first..last."""
         rows = self._db.execute(

@@ -37,6 +37,35 @@ class SQLTables:
                                     (region,))
         return [MeterRecord(*row) for row in rows]
 
+    def region_first_days(self) -> list[tuple[str, date, int]]:
+        """(region, first day, meters) of the meters with data: one scan of the meters'
+        (region, first_day) index, never of the readings."""
+        rows = self._db.execute(
+            f"""SELECT COALESCE(region, '{UNASSIGNED}'), first_day, COUNT(*) FROM meters
+                WHERE first_day IS NOT NULL GROUP BY region, first_day
+                ORDER BY 1, 2""")
+        return [(str(region), day_of_number(int(number)), int(count))
+                for region, number, count in rows]
+
+    def day_top_meters(self, day: date, count: int, region: str | None = None
+                       ) -> list[tuple[int, int]]:
+        """The ``count`` largest daily totals of ``day`` (of one region's meters; None:
+        every meter): (meter_id, energy_wh), largest first. A walk down
+        the (day, energy_wh) index; with a region, each entry's meter looked up in turn."""
+        mark = self.MARK
+        if region is None:
+            rows = self._db.execute(
+                f"""SELECT meter_id, energy_wh FROM daily_totals WHERE day = {mark}
+                    ORDER BY energy_wh DESC LIMIT {mark}""", (day_number(day), count))
+        else:
+            test = "m.region IS NULL" if region == UNASSIGNED else f"m.region = {mark}"
+            params = (day_number(day),) + (() if region == UNASSIGNED else (region,))
+            rows = self._db.execute(
+                f"""SELECT t.meter_id, t.energy_wh FROM daily_totals t CROSS JOIN meters m
+                    WHERE t.day = {mark} AND m.meter_id = t.meter_id AND {test}
+                    ORDER BY t.energy_wh DESC LIMIT {mark}""", params + (count,))
+        return [(int(meter_id), int(energy_wh)) for meter_id, energy_wh in rows]
+
     def days_with_readings(self) -> list[date]:
         """Every day with at least one stored reading, skipping through the day index."""
         rows = self._db.execute(
@@ -55,10 +84,12 @@ class SQLTables:
 
     def _with_open_days(self, found: dict[date, SlotSums], region: str, first: date,
                         last: date) -> list[tuple[date, int, int, int]]:
-        """``region_slot_energy`` from the closed days' sums in ``found``: the other days
-        with readings are summed from the region's packed rows; one row per slot held."""
+        """``region_slot_energy`` from the closed days' sums in ``found``: the days with
+        readings that are not closed are summed from the region's packed rows (a closed day
+        without sums had no reading of the region); one row per slot held."""
+        closed = set(self.closed_days())
         for day in self.days_with_readings():
-            if first <= day <= last and day not in found:
+            if first <= day <= last and day not in found and day not in closed:
                 found[day] = self._open_region_slots(region, day)
         result: list[tuple[date, int, int, int]] = []
         for day in sorted(found):
