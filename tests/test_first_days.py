@@ -108,7 +108,7 @@ def _version_2_folder(tmp_path: Path) -> Path:
     store.import_daily_totals([DailyTotal(1, D1, 1000, 48), DailyTotal(2, D2, 1000, 48)])
     store.close()
     db = sqlite3.connect(data_dir / "metermatrix.sqlite3", isolation_level=None)
-    db.executescript("""DROP TRIGGER day_readings_first_day; DROP TRIGGER daily_totals_first_day;
+    db.executescript("""DROP TRIGGER day_readings_first_day;
                         DROP INDEX meters_region_first_day;
                         ALTER TABLE meters DROP COLUMN first_day; PRAGMA user_version = 2;""")
     db.close()

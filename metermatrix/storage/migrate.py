@@ -4,8 +4,9 @@ Version 1 (release 0.1.0, user_version 0) kept one row per reading in ``readings
 daily totals keyed (meter_id, day text). Version 2 packs a meter's day into one row of
 ``day_readings`` and keys the large tables by (day number, meter_id). The upgrade runs
 in steps that can be repeated: a crash half way is finished on the next start. Version 3
-keeps each meter's first day with data in ``meters.first_day`` (triggers on the two large
-tables); upgrading fills it from the tables in one transaction.
+keeps each meter's first day with data in ``meters.first_day`` (a trigger on
+``day_readings``, and the writers of totals without readings); upgrading fills it from
+the tables in one transaction.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def _add_first_day_column(db: sqlite3.Connection) -> None:
 
 def _fill_first_days(db: sqlite3.Connection) -> None:
     """Set every meter's first day from the rows already stored, then the version: one
-    transaction (the triggers keep it from then on)."""
+    transaction (from then on the trigger on day_readings and the writers of totals
+    without readings keep it)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         db.execute("""UPDATE meters SET first_day = found.day FROM (

@@ -41,16 +41,15 @@ CREATE TABLE IF NOT EXISTS daily_totals (
 -- The dashboards' top consumers walk each day's largest totals (metermatrix/topmeters.py).
 CREATE INDEX IF NOT EXISTS daily_totals_energy ON daily_totals (day, energy_wh);
 
--- A meter's first day follows its earliest row of day_readings or daily_totals (an
--- INSERT OR REPLACE is an insert too); rows are never moved to another day.
+-- A meter's first day follows its earliest row of day_readings (an INSERT OR REPLACE is
+-- an insert too; rows are never moved to another day). Totals without readings (imports)
+-- set it where they are written (storage/sqlite_days.py): a trigger on daily_totals would
+-- run for each of the close's 1.4 M totals, whose meters already have readings that day.
 CREATE TRIGGER IF NOT EXISTS day_readings_first_day AFTER INSERT ON day_readings BEGIN
     UPDATE meters SET first_day = NEW.day
     WHERE meter_id = NEW.meter_id AND (first_day IS NULL OR first_day > NEW.day);
 END;
-CREATE TRIGGER IF NOT EXISTS daily_totals_first_day AFTER INSERT ON daily_totals BEGIN
-    UPDATE meters SET first_day = NEW.day
-    WHERE meter_id = NEW.meter_id AND (first_day IS NULL OR first_day > NEW.day);
-END;
+DROP TRIGGER IF EXISTS daily_totals_first_day;
 
 -- Per region and closed day, kept in step with daily_totals for the dashboards.
 CREATE TABLE IF NOT EXISTS region_daily (

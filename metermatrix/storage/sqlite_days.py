@@ -108,14 +108,22 @@ class DayTables(SQLTables):
     # -- the close --------------------------------------------------------------
     def close_day(self, day: date, totals: Iterable[tuple[int, int, int]]) -> None:
         """Record (meter_id, energy_wh, readings) totals for ``day`` and mark it closed."""
-        number = day_number(day)
+        number, rows = day_number(day), list(totals)
         with self.transaction():  # type: ignore[attr-defined]
             self._db.executemany(
                 "INSERT OR REPLACE INTO daily_totals (day, meter_id, energy_wh, readings)"
                 " VALUES (?, ?, ?, ?)",
-                ((number, meter_id, wh, n) for meter_id, wh, n in totals),
+                ((number, meter_id, wh, n) for meter_id, wh, n in rows),
             )
+            self._note_first_day(number, [meter_id for meter_id, _, _ in rows])
             self._mark_closed(day)
+
+    def _note_first_day(self, number: int, meter_ids: Iterable[int]) -> None:
+        """Move the first day of meters given totals of day ``number`` without readings."""
+        self._db.executemany(
+            "UPDATE meters SET first_day = ?1"
+            " WHERE meter_id = ?2 AND (first_day IS NULL OR first_day > ?1)",
+            ((number, meter_id) for meter_id in meter_ids))
 
     def close_day_from_readings(self, day: date) -> int:
         """Close ``day`` from its stored readings; returns the number of meters totalled."""
@@ -327,6 +335,7 @@ class DayTables(SQLTables):
                     " VALUES (?, ?, ?, ?)",
                     ((day_number(day), t.meter_id, t.energy_wh, t.readings) for t in by_day[day]),
                 )
+                self._note_first_day(day_number(day), (t.meter_id for t in by_day[day]))
                 self._mark_closed(day)
 
     # -- dashboards -------------------------------------------------------------
