@@ -14,7 +14,7 @@ nothing for the days before. Those first days are read as counts per region and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from functools import cached_property
@@ -261,13 +261,20 @@ def _codes(table: MeterTable, regions: Sequence[str]) -> list[int]:
     return [table.names.index(region) for region in regions if region in table.names]
 
 
+def _of_regions(table: MeterTable, regions: Sequence[str]
+                ) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]:
+    """Which of some meter ids are in ``regions`` (unknown meters count as UNASSIGNED)."""
+    codes = _codes(table, regions)
+    return lambda meter_ids: np.isin(table.codes_of(meter_ids)[0], codes)
+
+
 def top_consumers(storage: Storage, period: Period, snapshot: Snapshot, count: int = 10,
                   regions: Sequence[str] | None = None) -> pd.DataFrame:
     """The ``count`` meters that used most in ``period``: index ``meter_id``; ``name``,
     ``region``, ``energy_kwh`` [kWh], ``readings``; largest first.
 
-    Closed days are ranked from each day's largest totals (``topmeters.py``), never by
-    summing every meter's totals.
+    Closed days are summed from each day's totals read as columns (``topmeters.py``),
+    never from rows of every meter and day.
     """
     closed, open_days = _span(period, snapshot)
     parts = [_open_day_frame(storage, snapshot, day) for day in open_days]
@@ -276,12 +283,11 @@ def top_consumers(storage: Storage, period: Period, snapshot: Snapshot, count: i
         return pd.DataFrame(columns=columns, index=pd.Index([], name="meter_id"))
     totals = (pd.concat(parts).groupby(level=0).sum() if len(parts) > 1 else
               parts[0] if parts else _meter_frame(np.zeros((0, 3), np.int64)))
-    if regions is not None:
-        codes = snapshot.table.codes_of(totals.index.to_numpy())[0]
-        totals = totals[np.isin(codes, _codes(snapshot.table, regions))]
+    wanted = None if regions is None else _of_regions(snapshot.table, regions)
+    if wanted is not None:
+        totals = totals[wanted(totals.index.to_numpy(np.int64))]
     if closed:
-        totals = top_meter_totals(storage, closed, totals, count,
-                                  [None] if regions is None else list(regions))
+        totals = top_meter_totals(storage, closed, totals, count, wanted)
     top = totals.nlargest(count, "energy_kwh", keep="first")
     joined = top.join(snapshot.meters, how="left")
     joined["region"] = joined["region"].fillna(UNASSIGNED)

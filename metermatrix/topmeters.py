@@ -1,113 +1,94 @@
-"""The meters that used most over some closed days (plus open days' totals), exactly, without
-summing every meter's daily totals.
+"""The meters that used most over some closed days (plus open days' totals), exactly.
 
-Each closed day's largest totals are read from the (day, energy_wh) index, ``depth`` of them
-(``Storage.day_top_meters``), and the open days' per-meter totals are ranked in memory. Every
-meter in one of those lists is a candidate and gets its exact sum (its own daily totals). A
-meter in none of them used at most the ``depth``-th value of each list, so at most ``bound``
-(the sum of those values) over the period: once the ``count``-th candidate is above it, no
-other meter can be among the largest. Otherwise ``depth`` grows fourfold and the walk is
-repeated; a list shorter than ``depth`` holds all of its day's meters. Where the days'
-totals are so even that the walk would read more than MAX_WALKED entries, every meter's
-totals are summed instead (``Storage.meter_totals_between``), as before the walk.
+Every meter's use over the closed days is summed from each day's totals read as columns
+(``Storage.day_total_columns``: one row per day, not one per meter and day), then the open
+days' per-meter totals are added and the largest are picked in numpy. A month at 1.4 M
+meters is 30 reads of some 18 MB and 30 vector additions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from metermatrix.storage import Storage
 
-#: Entries read from each list at first, per meter asked for (and at least FIRST_DEPTH).
-DEPTH_PER_METER, FIRST_DEPTH = 8, 64
-#: Index entries the walk reads at most before it sums every meter's totals instead.
-MAX_WALKED = 200_000
+#: (meter_ids ascending, energy_wh, readings) summed over some days.
+Sums = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+#: Which of some meter ids to rank (None: all of them).
+MeterFilter = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]] | None
+
+
+def closed_meter_sums(storage: Storage, closed: Sequence[date]) -> Sums:
+    """Every meter's (energy_wh, readings) summed over the ``closed`` days."""
+    total: Sums = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    for day in sorted(closed, reverse=True):  # the latest day has most meters
+        total = add_sums(total, storage.day_total_columns(day))
+    return total
+
+
+def add_sums(total: Sums, more: Sums) -> Sums:
+    """``total`` plus ``more``, meter by meter (a meter in one only keeps its figures)."""
+    ids, energy, readings = total
+    more_ids, more_energy, more_readings = more
+    if not len(ids):
+        return more_ids, more_energy.astype(np.int64), more_readings.astype(np.int64)
+    if np.array_equal(ids, more_ids):  # the usual case: the same meters every day
+        return ids, energy + more_energy, readings + more_readings
+    at = np.searchsorted(ids, more_ids)
+    inside = at < len(ids)
+    inside[inside] = ids[at[inside]] == more_ids[inside]
+    if not inside.all():
+        ids = np.union1d(ids, more_ids)
+        energy, readings = _spread(total, ids)
+        at = np.searchsorted(ids, more_ids)
+    energy, readings = energy.copy(), readings.copy()
+    energy[at] += more_energy
+    readings[at] += more_readings
+    return ids, energy, readings
+
+
+def _spread(sums: Sums, ids: npt.NDArray[np.int64]
+            ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The figures of ``sums`` laid out over ``ids`` (a superset), zero elsewhere."""
+    energy, readings = np.zeros(len(ids), np.int64), np.zeros(len(ids), np.int64)
+    at = np.searchsorted(ids, sums[0])
+    energy[at], readings[at] = sums[1], sums[2]
+    return energy, readings
 
 
 def top_meter_totals(storage: Storage, closed: Sequence[date], open_totals: pd.DataFrame,
-                     count: int, regions: Sequence[str | None] = (None,)) -> pd.DataFrame:
-    """The candidates' totals over ``closed`` days plus ``open_totals`` (index ``meter_id``;
-    ``energy_kwh`` [kWh], ``readings``, already of ``regions`` only): index ``meter_id``;
-    ``energy_kwh``, ``readings``. The ``count`` largest of all meters of ``regions``
-    (None: every meter) are among them, with their exact totals."""
-    depth = max(FIRST_DEPTH, DEPTH_PER_METER * count)
-    known = _exact_totals(storage, closed, open_totals, [])
-    while True:
-        candidates, bound_kwh, exhausted = _candidates(storage, closed, open_totals, depth,
-                                                       regions)
-        new = [meter_id for meter_id in candidates if meter_id not in known.index]
-        known = pd.concat([known, _exact_totals(storage, closed, open_totals, new)])
-        totals = known
-        if exhausted:
-            return totals
-        ranked = np.sort(totals["energy_kwh"].to_numpy())[::-1]
-        if len(ranked) >= count and ranked[count - 1] > bound_kwh:
-            return totals
-        depth *= 4
-        if depth * len(closed) * len(regions) > MAX_WALKED:
-            return _summed_totals(storage, closed, open_totals, regions)
-
-
-def _summed_totals(storage: Storage, closed: Sequence[date], open_totals: pd.DataFrame,
-                   regions: Sequence[str | None]) -> pd.DataFrame:
-    """Every meter's totals over ``closed`` plus ``open_totals`` (of ``regions``)."""
-    rows = storage.meter_totals_between(min(closed), max(closed))
-    array = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-    frame = pd.DataFrame({"energy_kwh": array[:, 1] / 1000, "readings": array[:, 2]},
-                         index=pd.Index(array[:, 0], name="meter_id"))
-    if None not in regions:
-        wanted = {meter.meter_id for region in regions for meter in storage.list_meters(region)}
-        frame = frame[frame.index.isin(list(wanted))]
+                     count: int, wanted: MeterFilter = None) -> pd.DataFrame:
+    """The ``count`` meters that used most over ``closed`` days plus ``open_totals`` (index
+    ``meter_id``; ``energy_kwh`` [kWh], ``readings``, already of the wanted meters only),
+    among the meters ``wanted`` keeps: index ``meter_id``; ``energy_kwh``, ``readings``;
+    largest first, a tie in meter id order."""
+    ids, energy, readings = closed_meter_sums(storage, closed)
+    if wanted is not None and len(ids):
+        keep = wanted(ids)
+        ids, energy, readings = ids[keep], energy[keep], readings[keep]
     if len(open_totals):
-        frame = frame.add(open_totals, fill_value=0)
-    frame["readings"] = frame["readings"].astype("int64")
-    return frame
+        open_ids = open_totals.index.to_numpy(np.int64)
+        order = np.argsort(open_ids, kind="stable")
+        ids, energy, readings = add_sums((ids, energy, readings), (
+            open_ids[order],
+            np.rint(open_totals["energy_kwh"].to_numpy()[order] * 1000).astype(np.int64),
+            open_totals["readings"].to_numpy(np.int64)[order]))
+    top = _largest(energy, count)
+    return pd.DataFrame({"energy_kwh": energy[top] / 1000, "readings": readings[top]},
+                        index=pd.Index(ids[top], name="meter_id"))
 
 
-def _candidates(storage: Storage, closed: Sequence[date], open_totals: pd.DataFrame,
-                depth: int, regions: Sequence[str | None]) -> tuple[list[int], float, bool]:
-    """(candidate meters, the most any other meter can have used [kWh], every list read
-    to its end)."""
-    found: set[int] = set()
-    bounds_kwh = []
-    exhausted = True
-    for region in regions:
-        bound_kwh = 0.0
-        for day in closed:
-            rows = storage.day_top_meters(day, depth, region)
-            found.update(meter_id for meter_id, _ in rows)
-            if len(rows) == depth:
-                bound_kwh += rows[-1][1] / 1000
-                exhausted = False
-        bounds_kwh.append(bound_kwh)
-    if len(open_totals):
-        ranked = open_totals.nlargest(depth, "energy_kwh", keep="first")
-        found.update(int(meter_id) for meter_id in ranked.index)
-        if len(open_totals) > depth:
-            bounds_kwh = [bound + float(ranked["energy_kwh"].iloc[-1]) for bound in bounds_kwh]
-            exhausted = False
-    return sorted(found), max(bounds_kwh, default=0.0), exhausted
-
-
-def _exact_totals(storage: Storage, closed: Sequence[date], open_totals: pd.DataFrame,
-                  meter_ids: list[int]) -> pd.DataFrame:
-    """The exact totals of some meters: their closed days' totals plus ``open_totals``."""
-    frame = pd.DataFrame({"energy_kwh": 0.0, "readings": 0},
-                         index=pd.Index(meter_ids, dtype=np.int64, name="meter_id"))
-    if closed and meter_ids:
-        wanted = set(closed)
-        rows = [(t.meter_id, t.energy_wh / 1000, t.readings)
-                for t in storage.daily_totals_between(meter_ids, min(closed), max(closed))
-                if t.day in wanted]
-        if rows:
-            closed_totals = pd.DataFrame(rows, columns=["meter_id", "energy_kwh", "readings"]
-                                         ).groupby("meter_id").sum()
-            frame = frame.add(closed_totals, fill_value=0)
-    if len(open_totals):
-        frame = frame.add(open_totals.reindex(frame.index, fill_value=0), fill_value=0)
-    frame["readings"] = frame["readings"].astype("int64")
-    return frame
+def _largest(energy: npt.NDArray[np.int64], count: int) -> npt.NDArray[np.intp]:
+    """Positions of the ``count`` largest values, largest first, ties by position."""
+    if len(energy) > count:
+        threshold = np.partition(energy, len(energy) - count)[len(energy) - count]
+        candidates = np.flatnonzero(energy >= threshold)
+    else:
+        candidates = np.arange(len(energy))
+    order = np.lexsort((candidates, -energy[candidates]))
+    return candidates[order][:count]

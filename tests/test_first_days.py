@@ -124,7 +124,7 @@ def test_upgrading_an_old_sqlite_folder_fills_first_days_and_keeps_them(tmp_path
     assert first_days(store)[(UNASSIGNED, D2)] == 1
     store.close()
     db = sqlite3.connect(data_dir / "metermatrix.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     db.close()
 
 
@@ -142,7 +142,8 @@ def test_an_older_postgres_database_gets_its_first_days_on_open(
     store.import_daily_totals([DailyTotal(1, D2, 1000, 48)])
     store._db.execute("""DROP TRIGGER day_readings_first_day ON day_readings;
                          DROP TRIGGER daily_totals_first_day ON daily_totals;
-                         DROP INDEX meters_region_first_day; DROP INDEX daily_totals_energy;
+                         DROP INDEX meters_region_first_day;
+                         CREATE INDEX daily_totals_energy ON daily_totals (day, energy_wh);
                          ALTER TABLE meters DROP COLUMN first_day""")
     store.close()
     store = PostgresStorage(url)
@@ -151,6 +152,8 @@ def test_an_older_postgres_database_gets_its_first_days_on_open(
         with store.transaction():
             store.add_readings([Reading(1, D1, 0, 10)])
         assert first_days(store) == {("West", D1): 1}
+        assert store._db.execute("SELECT to_regclass('daily_totals_energy')").fetchone() == \
+            (None,)
     finally:
         store.close()
         cluster.drop_database(url)

@@ -176,10 +176,11 @@ class Storage(abc.ABC):
         """The first local day with a reading or an imported total of the meter (None: none)."""
 
     @abc.abstractmethod
-    def day_top_meters(self, day: date, count: int, region: str | None = None
-                       ) -> list[tuple[int, int]]:
-        """The ``count`` largest daily totals of ``day`` (of one region; None: all meters):
-        (meter_id, energy_wh), largest first; from an index."""
+    def day_total_columns(self, day: date) -> tuple[npt.NDArray[np.int64],
+                                                     npt.NDArray[np.int64],
+                                                     npt.NDArray[np.int64]]:
+        """Every meter's total of a closed day as columns: (meter_ids ascending, energy_wh,
+        readings); empty for a day without totals."""
 
     @abc.abstractmethod
     def region_first_days(self) -> list[tuple[str, date, int]]:

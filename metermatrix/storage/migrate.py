@@ -6,7 +6,9 @@ daily totals keyed (meter_id, day text). Version 2 packs a meter's day into one 
 in steps that can be repeated: a crash half way is finished on the next start. Version 3
 keeps each meter's first day with data in ``meters.first_day`` (a trigger on
 ``day_readings``, and the writers of totals without readings); upgrading fills it from
-the tables in one transaction.
+the tables in one transaction. Version 4 keeps each closed day's totals as columns too
+(``day_total_columns``, storage/totalcolumns.py) and drops the (day, energy_wh) index of
+``daily_totals``; upgrading writes the columns of every closed day, a day per transaction.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from metermatrix.storage.packing import (
 log = logging.getLogger(__name__)
 
 #: The schema this release writes.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:
@@ -50,8 +52,12 @@ def migrate_if_needed(db: sqlite3.Connection, create_schema: Callable[[], None])
         create_schema()
         _convert_version_1(db)
     create_schema()
-    if version < SCHEMA_VERSION:
+    if version < 3:
         _fill_first_days(db)
+    if version < 4:
+        _fill_total_columns(db)
+    if version < SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _add_first_day_column(db: sqlite3.Connection) -> None:
@@ -62,9 +68,9 @@ def _add_first_day_column(db: sqlite3.Connection) -> None:
 
 
 def _fill_first_days(db: sqlite3.Connection) -> None:
-    """Set every meter's first day from the rows already stored, then the version: one
-    transaction (from then on the trigger on day_readings and the writers of totals
-    without readings keep it)."""
+    """Set every meter's first day from the rows already stored: one transaction (from
+    then on the trigger on day_readings and the writers of totals without readings keep
+    it)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         db.execute("""UPDATE meters SET first_day = found.day FROM (
@@ -73,11 +79,36 @@ def _fill_first_days(db: sqlite3.Connection) -> None:
                           UNION ALL SELECT meter_id, day FROM daily_totals)
                         GROUP BY meter_id) AS found
                       WHERE meters.meter_id = found.meter_id""")
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _fill_total_columns(db: sqlite3.Connection) -> None:
+    """Write the totals columns of every closed day that has none, a day per transaction
+    (an interrupted upgrade goes on where it stopped)."""
+    from metermatrix.storage.totalcolumns import TotalColumns
+
+    class _Columns(TotalColumns):
+        def __init__(self, connection: sqlite3.Connection) -> None:
+            self._db = connection
+
+    columns = _Columns(db)
+    done = {number for (number,) in db.execute("SELECT day FROM day_total_columns")}
+    days = sorted({day_number(date.fromisoformat(text))
+                   for (text,) in db.execute("SELECT day FROM closed_days")} - done)
+    for number in days:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            columns._write_total_columns(number)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    if days:
+        log.info("database upgraded to schema %d: totals columns of %d closed days written",
+                 SCHEMA_VERSION, len(days))
 
 
 def _rename_version_1(db: sqlite3.Connection, tables: set[str]) -> None:

@@ -52,7 +52,8 @@ class PostgresStorage(PostgresReadings, PostgresColumns, Storage):
         """Run postgres_schema.sql unless its last objects exist (its CREATE INDEX IF NOT
         EXISTS would wait for every open write transaction on the tables)."""
         row = self._db.execute(
-            "SELECT to_regclass('daily_totals_energy') IS NOT NULL AND EXISTS (SELECT 1"
+            "SELECT to_regclass('meters_region_first_day') IS NOT NULL"
+            " AND to_regclass('daily_totals_energy') IS NULL AND EXISTS (SELECT 1"
             " FROM pg_proc WHERE proname = 'metermatrix_merge_slots') AND EXISTS (SELECT 1"
             " FROM information_schema.columns WHERE table_schema = current_schema()"
             " AND table_name = 'meters' AND column_name = 'first_day')").fetchone()

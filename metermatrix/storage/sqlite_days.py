@@ -18,7 +18,8 @@ from metermatrix.storage.packing import (
     row_totals,
     unpack_rows,
 )
-from metermatrix.storage.sqltables import SQLTables
+from metermatrix.storage.sqltables import Columns
+from metermatrix.storage.totalcolumns import TotalColumns
 
 _SUMS = np.dtype("<i8")
 _COUNTS = np.dtype("<i4")
@@ -28,7 +29,7 @@ def _now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class DayTables(SQLTables):
+class DayTables(TotalColumns):
     """The day methods of SQLiteStorage (a mixin over its connection ``_db``)."""
 
     _db: sqlite3.Connection
@@ -140,7 +141,8 @@ class DayTables(SQLTables):
                     "SELECT COUNT(*) FROM daily_totals WHERE day = ?", (number,)).fetchone()
                 return int(totalled)
             self._mark_closed(day, (ids, values), regions,
-                              _region_days(regions, energy[keep], counts[keep], keep))
+                              _region_days(regions, energy[keep], counts[keep], keep),
+                              (ids[keep], energy[keep], counts[keep]))
         return int(keep.sum())
 
     def _day_rows_by_region(self, day: date
@@ -186,11 +188,12 @@ class DayTables(SQLTables):
     def _mark_closed(self, day: date,
                      matrix: tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]] | None = None,
                      regions: tuple[list[str], npt.NDArray[np.int64]] | None = None,
-                     region_days: list[tuple[str, int, int, int]] | None = None) -> None:
-        """Write the day's region figures and mark it closed.
+                     region_days: list[tuple[str, int, int, int]] | None = None,
+                     totals: Columns | None = None) -> None:
+        """Write the day's region figures and totals columns, and mark it closed.
 
-        ``region_days`` (region, energy_wh, meters, readings) when the caller summed the
-        day's totals itself; otherwise they are summed from the stored totals.
+        ``region_days`` (region, energy_wh, meters, readings) and ``totals`` (every
+        meter's) when the caller has them; otherwise they are read from the stored totals.
         """
         text, number = day.isoformat(), day_number(day)
         self._db.execute("DELETE FROM region_daily WHERE day = ?", (text,))
@@ -215,6 +218,7 @@ class DayTables(SQLTables):
             ((region, text, sums.astype(_SUMS).tobytes(), counts.astype(_COUNTS).tobytes())
              for region, (sums, counts) in self._region_slot_sums(ids, values, regions).items()),
         )
+        self._write_total_columns(number, totals)
         self._db.execute("INSERT OR IGNORE INTO closed_days (day, closed_at) VALUES (?, ?)",
                          (text, _now_text()))
 
@@ -232,6 +236,7 @@ class DayTables(SQLTables):
             zip([number] * len(meter_ids), meter_ids, (energy_1 - energy_0).tolist(),
                 (count_1 - count_0).tolist(), strict=True),
         )
+        self._note_amended(number, meter_ids)
         ids = np.array(meter_ids, dtype=np.int64)
         regions = self._region_codes(ids)
         old_sums = self._region_slot_sums(ids, before, regions)

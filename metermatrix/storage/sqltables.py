@@ -14,6 +14,14 @@ from metermatrix.storage.packing import MISSING, day_number, day_of_number, unpa
 
 #: (energy_wh, readings) per slot of one day.
 SlotSums = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+#: (meter_ids ascending, energy_wh, readings) of one day.
+Columns = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def rows_as_columns(rows: list[tuple[int, int, int]]) -> Columns:
+    """(meter_id, energy_wh, readings) rows ordered by meter, as columns."""
+    array = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    return array[:, 0].copy(), array[:, 1].copy(), array[:, 2].copy()
 
 
 class SQLTables:
@@ -47,24 +55,14 @@ class SQLTables:
         return [(str(region), day_of_number(int(number)), int(count))
                 for region, number, count in rows]
 
-    def day_top_meters(self, day: date, count: int, region: str | None = None
-                       ) -> list[tuple[int, int]]:
-        """The ``count`` largest daily totals of ``day`` (of one region's meters; None:
-        every meter): (meter_id, energy_wh), largest first. A walk down
-        the (day, energy_wh) index; with a region, each entry's meter looked up in turn."""
-        mark = self.MARK
-        if region is None:
-            rows = self._db.execute(
-                f"""SELECT meter_id, energy_wh FROM daily_totals WHERE day = {mark}
-                    ORDER BY energy_wh DESC LIMIT {mark}""", (day_number(day), count))
-        else:
-            test = "m.region IS NULL" if region == UNASSIGNED else f"m.region = {mark}"
-            params = (day_number(day),) + (() if region == UNASSIGNED else (region,))
-            rows = self._db.execute(
-                f"""SELECT t.meter_id, t.energy_wh FROM daily_totals t CROSS JOIN meters m
-                    WHERE t.day = {mark} AND m.meter_id = t.meter_id AND {test}
-                    ORDER BY t.energy_wh DESC LIMIT {mark}""", params + (count,))
-        return [(int(meter_id), int(energy_wh)) for meter_id, energy_wh in rows]
+    def day_total_columns(self, day: date) -> Columns:
+        """Every meter's total of a closed day: (meter_ids ascending, energy_wh, readings)."""
+        return self._day_totals_of_table(day_number(day))
+
+    def _day_totals_of_table(self, number: int) -> Columns:
+        return rows_as_columns(self._db.execute(
+            f"SELECT meter_id, energy_wh, readings FROM daily_totals WHERE day = {self.MARK}"
+            " ORDER BY meter_id", (number,)).fetchall())
 
     def days_with_readings(self) -> list[date]:
         """Every day with at least one stored reading, skipping through the day index."""
