@@ -42,23 +42,17 @@ def add_sums(total: Sums, more: Sums) -> Sums:
     at = np.searchsorted(ids, more_ids)
     inside = at < len(ids)
     inside[inside] = ids[at[inside]] == more_ids[inside]
-    if not inside.all():
-        ids = np.union1d(ids, more_ids)
-        energy, readings = _spread(total, ids)
+    if not inside.all():  # meters new to the sum: inserted in place, O(meters)
+        new_ids = more_ids[~inside]
+        where = np.searchsorted(ids, new_ids)
+        ids = np.insert(ids, where, new_ids)
+        energy, readings = np.insert(energy, where, 0), np.insert(readings, where, 0)
         at = np.searchsorted(ids, more_ids)
-    energy, readings = energy.copy(), readings.copy()
+    else:
+        energy, readings = energy.copy(), readings.copy()
     energy[at] += more_energy
     readings[at] += more_readings
     return ids, energy, readings
-
-
-def _spread(sums: Sums, ids: npt.NDArray[np.int64]
-            ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The figures of ``sums`` laid out over ``ids`` (a superset), zero elsewhere."""
-    energy, readings = np.zeros(len(ids), np.int64), np.zeros(len(ids), np.int64)
-    at = np.searchsorted(ids, sums[0])
-    energy[at], readings[at] = sums[1], sums[2]
-    return energy, readings
 
 
 def top_meter_totals(storage: Storage, closed: Sequence[date], open_totals: pd.DataFrame,

@@ -151,6 +151,9 @@ def test_the_sums_read_no_rows_of_daily_totals(tmp_path: Path) -> None:
     assert found["energy_kwh"].tolist() == [29.4, 28.8, 28.2]
     reads = [s for s in statements if "FROM daily_totals" in s and "amended_totals" not in s]
     assert reads == [] and sum("FROM day_total_columns" in s for s in statements) == len(DAYS)
+    amended = next(s for s in statements if "amended_totals" in s)
+    plan = store._db.execute(f"EXPLAIN QUERY PLAN {amended}").fetchall()
+    assert "SEARCH a USING PRIMARY KEY" in plan[0][-1]  # the few amended meters, not the day
     store.close()
 
 

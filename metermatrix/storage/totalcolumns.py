@@ -82,10 +82,10 @@ class TotalColumns(SQLTables):
             return self._day_totals_of_table(number)
         ids = np.frombuffer(row[0], _IDS).astype(np.int64)
         columns = (ids, decode_values(row[1], len(ids)), decode_values(row[2], len(ids)))
-        changed = rows_as_columns(self._db.execute(
+        changed = rows_as_columns(self._db.execute(  # CROSS JOIN: the few amended first
             """SELECT t.meter_id, t.energy_wh, t.readings FROM amended_totals a
-               JOIN daily_totals t ON t.day = a.day AND t.meter_id = a.meter_id
-               WHERE a.day = ? ORDER BY t.meter_id""", (number,)).fetchall())
+               CROSS JOIN daily_totals t ON t.day = a.day AND t.meter_id = a.meter_id
+               WHERE a.day = ? ORDER BY a.meter_id""", (number,)).fetchall())
         return with_changes(columns, changed) if len(changed[0]) else columns
 
     def _write_total_columns(self, number: int, columns: Columns | None = None) -> None:
