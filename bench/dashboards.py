@@ -32,6 +32,7 @@ import asyncio
 import http.client
 import os
 import re
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -192,8 +193,19 @@ def meter_lines(data_dir: Path, tz: ZoneInfo, count: int, offset_s: float = 0.0)
     """``count`` signed packets (``<signature> <body>``) of new meters, today's sent slots."""
     day, slots = sent_slots(tz, datetime.now(UTC) + timedelta(seconds=offset_s))
     slots = slots[-3:]
-    meters = list(range(900_000_000, 900_000_000 + count // len(slots) + 1))
+    meters = unused_meter_ids(data_dir, count // len(slots) + 1)
     return packet_lines(load_fleet_key(data_dir, create=False), meters, day, slots, tz)[:count]
+
+
+def unused_meter_ids(data_dir: Path, count: int, first: int = 900_000_000) -> list[int]:
+    """``count`` meter ids from ``first`` on that the folder's database does not know yet
+    (a kept folder has the meters of earlier runs' packets)."""
+    with sqlite3.connect(f"file:{data_dir / 'metermatrix.sqlite3'}?mode=ro", uri=True) as db:
+        known = {meter_id for (meter_id,) in db.execute(
+            "SELECT meter_id FROM meters WHERE meter_id >= ? ORDER BY meter_id LIMIT ?",
+            (first, 100 * count))}
+    return [meter_id for meter_id in range(first, first + len(known) + count)
+            if meter_id not in known][:count]
 
 
 def post_packet(child: Child, line: bytes) -> int:

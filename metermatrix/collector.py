@@ -218,10 +218,15 @@ class Collector:
         """Seed 2.3: total the open day into the database and open the next one."""
         day = self.store.day
         _, energy, _ = self.store.totals()
+        # Every reading of ``day`` was queued before the close job, so the database's rows
+        # are the store's: in one process they need not be read back, unless a commit of
+        # them failed meanwhile (several processes: they are read).
+        rows = None if self.shared else self.store.rows_by_id()
+        failed = self.writer.failed_commits
         self.store.reset(day + timedelta(days=1))
         self.imported.clear()
-        # Every reading of ``day`` was queued before the close job, so it is in the rows.
-        meters = await self.writer.run(lambda storage: storage.close_day_from_readings(day))
+        meters = await self.writer.run(lambda storage: storage.close_day_from_readings(
+            day, rows if self.writer.failed_commits == failed else None))
         ids, values = await self.writer.run(
             lambda storage: storage.day_matrix(day + timedelta(days=1)))
         self.store.merge(ids, values)

@@ -240,6 +240,11 @@ class TodayStore:
         """The (meters, 48) reading matrix in row order; empty slots hold ``missing``."""
         return self._values[: len(self._rows)]
 
+    def rows_by_id(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]]:
+        """A copy of every row ordered by meter id: (meter_ids, (meters, 48) [Wh])."""
+        order = np.argsort(self.meter_ids(), kind="stable")
+        return self.meter_ids()[order], self.matrix()[order].astype(np.uint16)
+
     def totals(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(meter_ids, energy_wh, readings) of every meter with at least one reading."""
         values = self.matrix()

@@ -56,6 +56,8 @@ class ReadingWriter:
         self._thread = threading.Thread(target=self._run, name="metermatrix-writer", daemon=True)
         self.commits = 0
         self.readings_committed = 0
+        #: Group commits that failed (their callers were told; today's store undoes them).
+        self.failed_commits = 0
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -161,6 +163,7 @@ class ReadingWriter:
                         request.result = storage.store_day_readings(*request.row)
         except Exception as error:  # noqa: BLE001 - every caller learns of the failure
             log.exception("commit of %d requests failed", len(requests))
+            self.failed_commits += 1
             for request in requests:
                 request.error = error
             return

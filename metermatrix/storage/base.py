@@ -200,8 +200,16 @@ class Storage(abc.ABC):
         """Record (meter_id, energy_wh, readings) totals for ``day`` and mark it closed."""
 
     @abc.abstractmethod
-    def close_day_from_readings(self, day: date) -> int:
-        """Close ``day`` from its stored readings; returns the number of meters totalled."""
+    def close_day_from_readings(
+        self, day: date,
+        rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]] | None = None
+    ) -> int:
+        """Close ``day`` from its stored readings; returns the number of meters totalled.
+
+        ``rows`` (meter_ids ascending, (meters, 48) [Wh]): the day's stored rows as the
+        caller holds them (today's store, the authority of the open day's rows), so that
+        they need not be read; a backend may read them all the same.
+        """
 
     @abc.abstractmethod
     def closed_days(self) -> list[date]:

@@ -145,8 +145,15 @@ class PostgresDays(SQLTables):
             self._put_totals(day_number(day), totals)
             self._mark_closed(day)
 
-    def close_day_from_readings(self, day: date) -> int:
-        """Close ``day`` from its stored readings; returns the number of meters totalled."""
+    def close_day_from_readings(
+        self, day: date,
+        rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]] | None = None
+    ) -> int:
+        """Close ``day`` from its stored readings; returns the number of meters totalled.
+
+        The rows are read under the day's lock whether or not ``rows`` are given: other
+        processes may have written the day.
+        """
         with self.transaction():
             self._lock_day(day_number(day), exclusive=True)
             matrix = self._total_readings(day)

@@ -126,13 +126,23 @@ class DayTables(TotalColumns):
             " WHERE meter_id = ?2 AND (first_day IS NULL OR first_day > ?1)",
             ((number, meter_id) for meter_id in meter_ids))
 
-    def close_day_from_readings(self, day: date) -> int:
-        """Close ``day`` from its stored readings; returns the number of meters totalled."""
+    def close_day_from_readings(
+        self, day: date,
+        rows: tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]] | None = None
+    ) -> int:
+        """Close ``day`` from its stored readings; returns the number of meters totalled.
+
+        ``rows``: the day's rows as today's store holds them (meter_ids ascending), which
+        the group commits wrote; None: read from day_readings.
+        """
         number = day_number(day)
         with self.transaction():  # type: ignore[attr-defined]
             earlier = self._db.execute(
                 "SELECT 1 FROM daily_totals WHERE day = ? LIMIT 1", (number,)).fetchone()
-            ids, values, regions = self._day_rows_by_region(day)
+            if rows is None:
+                ids, values, regions = self._day_rows_by_region(day)
+            else:
+                (ids, values), regions = rows, self._region_codes(rows[0])
             energy, counts = self._total_readings(day, ids, values)
             keep = counts > 0
             if earlier is not None:  # imported totals too: count every row of the day
