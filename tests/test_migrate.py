@@ -50,6 +50,11 @@ def test_every_reading_and_total_of_an_old_data_folder_survives_the_upgrade(tmp_
         assert sorted((r.region, r.day.isoformat(), r.energy_wh, r.meters, r.readings)
                       for r in storage.region_days_between(first, last)) == regions
         assert [day.isoformat() for day in storage.closed_days()] == closed
+        for day in storage.closed_days():  # the totals columns of schema 4, of every day
+            ids, energy, counts = storage.day_total_columns(day)
+            assert list(zip(ids.tolist(), energy.tolist(), counts.tolist(), strict=True)) == [
+                (t.meter_id, t.energy_wh, t.readings)
+                for t in storage.daily_totals_between(None, day, day)]
         assert sorted((m.meter_id, m.name, m.fin_no, m.region)
                       for m in storage.list_meters()) == meters
         assert storage.resident_password_hash(999999999) is not None
