@@ -200,12 +200,15 @@ def meter_lines(data_dir: Path, tz: ZoneInfo, count: int, offset_s: float = 0.0)
 def unused_meter_ids(data_dir: Path, count: int, first: int = 900_000_000) -> list[int]:
     """``count`` meter ids from ``first`` on that the folder's database does not know yet
     (a kept folder has the meters of earlier runs' packets)."""
+    found: list[int] = []
     with sqlite3.connect(f"file:{data_dir / 'metermatrix.sqlite3'}?mode=ro", uri=True) as db:
-        known = {meter_id for (meter_id,) in db.execute(
-            "SELECT meter_id FROM meters WHERE meter_id >= ? ORDER BY meter_id LIMIT ?",
-            (first, 100 * count))}
-    return [meter_id for meter_id in range(first, first + len(known) + count)
-            if meter_id not in known][:count]
+        while len(found) < count:
+            last = first + 10 * count
+            known = {meter_id for (meter_id,) in db.execute(
+                "SELECT meter_id FROM meters WHERE meter_id BETWEEN ? AND ?", (first, last))}
+            found += [m for m in range(first, last + 1) if m not in known]
+            first = last + 1
+    return found[:count]
 
 
 def post_packet(child: Child, line: bytes) -> int:
@@ -333,8 +336,8 @@ def measure_large(data_dir: Path, args: argparse.Namespace) -> dict[str, object]
         lines = meter_lines(data_dir, tz, args.loads, offset_s)
 
         def write_first(number: int) -> None:  # a packet: the preheated totals are stale
-            if post_packet(child, lines[number]) != 201:
-                raise RuntimeError("the packet was not stored")
+            if (status := post_packet(child, lines[number])) != 201:
+                raise RuntimeError(f"the packet was not stored: HTTP {status}")
 
         figures["after_a_write"] = measure_loads(child, args.loads, write_first,
                                                  warm_before=args.loads)

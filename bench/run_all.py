@@ -29,7 +29,8 @@ README = BENCH / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 #: Benchmarks run at 1.4 M meters with ``--city``, and the arguments that ask for it.
 CITY_SCALE = {"cityscale": ["--meters", "1400000"], "firstpage": ["--meters", "1400000"],
-              "singapore": ["--meters", "1400000"], "dashboards": ["--city"]}
+              "singapore": ["--meters", "1400000"], "dashboards": ["--city"],
+              "dayclose": ["--history-meters", "1400000", "--history-days", "365"]}
 
 
 def benchmarks() -> list[str]:
