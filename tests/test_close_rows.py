@@ -16,7 +16,7 @@ import pytest
 
 from metermatrix.collector import Collector
 from metermatrix.slots import SLOTS_PER_DAY
-from metermatrix.storage import MeterRecord, Reading, Storage, StorageError, open_storage
+from metermatrix.storage import UNASSIGNED, MeterRecord, Reading, Storage, StorageError, open_storage
 from metermatrix.storage.packing import MISSING
 from metermatrix.today import TodayStore
 from metermatrix.writer import ReadingWriter
@@ -84,8 +84,13 @@ def figures(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
 def test_a_close_from_the_stores_rows_writes_what_a_close_from_the_database_writes(
         tmp_path: Path) -> None:
     read_back, from_store = tmp_path / "read", tmp_path / "store"
-    rows = fill(read_back)
-    assert fill(from_store)[0].tolist() == rows[0].tolist()
+    rows = fill(read_back, 6000)  # past 5,000 meters the regions are read region by region
+    assert fill(from_store, 6000)[0].tolist() == rows[0].tolist()
+    storage = open_storage(from_store)
+    assert {region: ids.tolist() for region, ids in storage.meters_by_region().items()} == {
+        region or UNASSIGNED: sorted(m.meter_id for m in storage.list_meters(region or UNASSIGNED))
+        for region in REGIONS}
+    storage.close()
     storage = open_storage(read_back)
     assert storage.close_day_from_readings(DAY) == len(rows[0]) - 1
     storage.close()

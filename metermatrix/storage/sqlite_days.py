@@ -70,11 +70,11 @@ class DayTables(TotalColumns):
     def meters_by_region(self) -> dict[str, npt.NDArray[np.int64]]:
         """Every meter's id, ascending, under its region (UNASSIGNED for meters without one)."""
         groups: dict[str, npt.NDArray[np.int64]] = {}
-        for region, count in self._db.execute(
-                "SELECT region, COUNT(*) FROM meters GROUP BY region").fetchall():
-            rows = self._db.execute(
-                "SELECT meter_id FROM meters WHERE region IS ? ORDER BY meter_id", (region,))
-            ids = np.fromiter(map(itemgetter(0), rows.fetchall()), np.int64, count)
+        # One text of ids per region, parsed by numpy: 1.4 M rows fetched one by one as
+        # Python ints took 3x as long (a covering scan of the region index either way).
+        for region, text in self._db.execute(
+                "SELECT region, group_concat(meter_id) FROM meters GROUP BY region"):
+            ids = np.sort(np.fromstring(text, dtype=np.int64, sep=","))
             groups[UNASSIGNED if region is None else region] = ids
         return groups
 
