@@ -16,7 +16,14 @@ import pytest
 
 from metermatrix.collector import Collector
 from metermatrix.slots import SLOTS_PER_DAY
-from metermatrix.storage import UNASSIGNED, MeterRecord, Reading, Storage, StorageError, open_storage
+from metermatrix.storage import (
+    UNASSIGNED,
+    MeterRecord,
+    Reading,
+    Storage,
+    StorageError,
+    open_storage,
+)
 from metermatrix.storage.packing import MISSING
 from metermatrix.today import TodayStore
 from metermatrix.writer import ReadingWriter

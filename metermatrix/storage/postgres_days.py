@@ -20,7 +20,7 @@ import psycopg
 from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import UNASSIGNED, DailyTotal, RegionDay
 from metermatrix.storage.packing import MISSING, day_number, day_of_number, row_totals
-from metermatrix.storage.sqltables import SQLTables
+from metermatrix.storage.sqltables import Columns, SQLTables, rows_as_columns
 
 _SUMS = np.dtype("<i8")
 _COUNTS = np.dtype("<i4")
@@ -320,6 +320,20 @@ class PostgresDays(SQLTables):
         keep = counts > 0
         return list(zip(ids[keep].tolist(), energy[keep].tolist(), counts[keep].tolist(),
                         strict=True))
+
+    def day_total_columns(self, day: date) -> Columns:
+        """Every meter's total of a closed day: (meter_ids ascending, energy_wh, readings).
+
+        Copied out as CSV and parsed by numpy: 1.4 M rows fetched as Python tuples take
+        several times as long.
+        """
+        with self._db.cursor() as cursor, cursor.copy(
+                "COPY (SELECT meter_id, energy_wh, readings FROM daily_totals"
+                f" WHERE day = {day_number(day):d} ORDER BY meter_id) TO STDOUT (FORMAT csv)"
+        ) as copy:
+            text = b"".join(bytes(chunk) for chunk in copy).strip().replace(b"\n", b",")
+        return rows_as_columns(np.fromstring(text.decode(), dtype=np.int64, sep=",")
+                               if text else np.zeros(0, np.int64))
 
     def meter_totals_between(self, first: date, last: date) -> list[tuple[int, int, int]]:
         """Per meter: (meter_id, energy_wh, readings) summed over daily totals first..last."""

@@ -18,8 +18,9 @@ SlotSums = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
 Columns = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
-def rows_as_columns(rows: list[tuple[int, int, int]]) -> Columns:
-    """(meter_id, energy_wh, readings) rows ordered by meter, as columns."""
+def rows_as_columns(rows: list[tuple[int, int, int]] | npt.NDArray[np.int64]) -> Columns:
+    """(meter_id, energy_wh, readings) rows ordered by meter (or their values in a row),
+    as columns."""
     array = np.array(rows, dtype=np.int64).reshape(-1, 3)
     return array[:, 0].copy(), array[:, 1].copy(), array[:, 2].copy()
 
