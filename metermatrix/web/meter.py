@@ -44,6 +44,7 @@ class MeterHandler(JSONHandler):
         except PacketError as error:
             return self.write_json({"error": str(error)}, error.status)
         assert service.collector is not None
+        self.packet_timestamp = packet.timestamp  # for the drift watch (note_packet)
         try:
             receipt = await service.collector.accept(packet)
         except NotStoredError as error:
