@@ -5,11 +5,12 @@ packed half-hourly rows of yesterday and today only. ``build_city_database`` mak
 the server would have after ``days`` closed days of ``meters`` meters: every meter's
 packed half-hourly rows of each closed day and of today so far, the daily totals summed
 from those rows, ``region_daily`` and ``region_slots`` summed per region from the same
-rows, the closed days, and each meter's first day. The rows are written with executemany
-a day at a time in (day, meter_id) order, the first-day triggers set aside during the
-build (the meters are written with their first day; the server puts the triggers back
-when it opens the folder). About 1.4 M meters x 30 days: 42 M rows of each large table,
-some 6 GB of disk.
+rows, the closed days, and each meter's first day. Both write each closed day's totals
+as columns too (``day_total_columns``), as the close does. The rows are written with
+executemany a day at a time in (day, meter_id) order, the first-day triggers set aside
+during the build (the meters are written with their first day; the server puts the
+triggers back when it opens the folder). About 1.4 M meters x 30 days: 42 M rows of each
+large table, some 6 GB of disk.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from metermatrix.storage.packing import (  # noqa: E402
     pack_rows,
     row_totals,
 )
+from metermatrix.storage.totalcolumns import encode_values  # noqa: E402
 
 
 def clock_offset_s(local_time: str, tz: ZoneInfo) -> float:
@@ -98,7 +100,24 @@ def insert_totals(db: sqlite3.Connection, meter_ids: np.ndarray, days: list[date
                   FROM daily_totals t LEFT JOIN meters m USING (meter_id) GROUP BY 1, 2""")
     db.executemany("INSERT INTO closed_days (day, closed_at) VALUES (?, ?)",
                    [(text, datetime.now(UTC).isoformat(timespec="seconds")) for text in texts])
+    for day in days:
+        number = day_number(day)
+        rows = np.array(db.execute("SELECT meter_id, energy_wh, readings FROM daily_totals"
+                                   " WHERE day = ?", (number,)).fetchall(), np.int64)
+        rows = rows.reshape(-1, 3)
+        _total_columns(db, number, rows[:, 0], rows[:, 1], rows[:, 2])
     db.execute("COMMIT")
+
+
+def _total_columns(db: sqlite3.Connection, number: int, ids: np.ndarray, energy: np.ndarray,
+                   readings: np.ndarray) -> None:
+    """A closed day's totals as columns (``day_total_columns``), as the close writes them."""
+    order = np.argsort(ids, kind="stable")
+    db.execute("INSERT INTO day_total_columns (day, meter_ids, energy_wh, readings)"
+               " VALUES (?, ?, ?, ?)",
+               (number, ids[order].astype("<i8").tobytes(),
+                encode_values(energy[order].astype(np.int64)),
+                encode_values(readings[order].astype(np.int64))))
 
 
 #: Share of half hours left missing in the synthetic rows.
@@ -181,5 +200,6 @@ def _closed_day(db: sqlite3.Connection, rng: np.random.Generator, ids: np.ndarra
         db.execute("INSERT INTO region_slots (region, day, slots_wh, readings) VALUES (?, ?, ?, ?)",
                    (region, text, slot_wh[code].astype("<i8").tobytes(),
                     slot_readings[code].astype("<i4").tobytes()))
+    _total_columns(db, number, ids, energy, readings)
     db.execute("INSERT INTO closed_days (day, closed_at) VALUES (?, ?)", (text, stamp))
     db.execute("COMMIT")

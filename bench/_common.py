@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -217,6 +218,21 @@ def start_server(data_dir: Path, timezone: str, extra: Sequence[str] = (),
     child = start_child(command, data_dir.parent / f"{data_dir.name}-server.log", port, env)
     child.wait_ready()
     return child
+
+
+# -- profiles ---------------------------------------------------------------------
+#: py-spy for the benchmarks' ``--profile`` (on PATH, else where the tools are kept).
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
+def py_spy_record(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording process ``pid`` and its children for ``seconds``: collapsed stacks."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [PY_SPY, "record", "--pid", str(pid), "--subprocesses", "--format", "raw",
+         "--duration", str(int(seconds)), "--rate", "200", "--nonblocking",
+         "--output", str(output)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # -- wrk --------------------------------------------------------------------------

@@ -1,13 +1,14 @@
 """Benchmark: single-packet POST /meter throughput, the real server against a bare handler.
 
-    python bench/ingest.py [--rounds 5] [--seconds 8] [--connections 50]
+    python bench/ingest.py [--rounds 5] [--seconds 8] [--connections 50] [--profile DIR]
 
 The real ``server.py`` (signed packets, validation, today's store, a durable group commit
 in SQLite with ``synchronous=FULL`` before each answer) and a bare Tornado app whose
 handler only parses the same JSON run side by side in child processes; ``wrk`` loads
 them in turn, in alternating rounds, with packets that are each stored once (distinct
 meters and slots of the open day). Figures: requests/s, p50/p99 latency, CPU per request,
-and the ratio real / bare (aim: 0.90 or better). Nothing is asserted.
+and the ratio real / bare (aim: 0.90 or better). ``--profile DIR`` records each server
+with py-spy during an extra round before the measured ones. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from bench._common import (  # noqa: E402
     free_port,
     median,
     packet_lines,
+    py_spy_record,
     run_wrk,
     sent_slots,
     start_child,
@@ -77,6 +79,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--max-rps", type=int, default=9000,
                         help="packets prepared per round = max-rps x seconds")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="record each server with py-spy in an unmeasured round into this"
+                             " folder (real.txt, bare.txt: collapsed stacks)")
     parser.add_argument("--bare-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -121,7 +126,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     env = {"METERMATRIX_FLEET_KEY": fleet_key.hex()}
     tz_name = evening_timezone()
     per_round = int(args.max_rps * args.seconds)
-    files = prepare_packets(work, fleet_key, tz_name, args.rounds + 1, per_round)
+    files = prepare_packets(work, fleet_key, tz_name, args.rounds + 2, per_round)
     script = work / "post_packets.lua"
     script.write_text(WRK_SCRIPT)
     real = start_server(work / "data", tz_name, env=env)
@@ -133,6 +138,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, object]:
     try:
         run_wrk(bare.url, files[0], script, 2, args.connections)  # warm-up
         measure(real, files[0], script, 2, args.connections, count_stored=False)
+        if args.profile is not None:
+            for name, server in (("bare", bare), ("real", real)):
+                spy = py_spy_record(server.pid, args.seconds, args.profile / f"{name}.txt")
+                measure(server, files[-1], script, args.seconds, args.connections, False)
+                spy.wait()
         for index in range(args.rounds):
             order = [("bare", bare), ("real", real)]
             for name, server in order if index % 2 == 0 else order[::-1]:

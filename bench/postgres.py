@@ -21,7 +21,6 @@ import asyncio
 import multiprocessing
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from bench._common import (  # noqa: E402
     evening_timezone,
     median,
     packet_lines,
+    py_spy_record,
     sent_slots,
     start_server,
     summary_row,
@@ -51,8 +51,6 @@ from tests.pg import Cluster, find_bin_dir  # noqa: E402
 
 AIM_WORKERS_RATIO = 1.4
 AIM_BULK_PER_S = 150_000
-#: py-spy for ``--profile`` (on PATH, else where the tools are kept on this machine).
-PY_SPY = shutil.which("py-spy") or "/tmp/tools/bin/py-spy"
 
 
 def bulk_rate(storage: Storage, meters: int) -> float:
@@ -127,12 +125,7 @@ def profile(pid: int, args: argparse.Namespace, workers: int) -> subprocess.Pope
     collapsed stacks in ``<folder>/workers-<N>.txt``."""
     if args.profile is None:
         return None
-    args.profile.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        [PY_SPY, "record", "--pid", str(pid), "--subprocesses", "--format", "raw",
-         "--duration", str(int(args.seconds)), "--rate", "200", "--nonblocking",
-         "--output", str(args.profile / f"workers-{workers}.txt")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return py_spy_record(pid, args.seconds, args.profile / f"workers-{workers}.txt")
 
 
 def packet_rate(cluster: Cluster, work: Path, workers: int, args: argparse.Namespace,

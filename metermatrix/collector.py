@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from metermatrix.arrays import sorted_unique
 from metermatrix.batches import ParsedBatch
 from metermatrix.packets import Packet
 from metermatrix.recovery import load_snapshot, read_meta, snapshot_path
@@ -272,7 +273,7 @@ async def accept_batch(collector: Collector, batch: ParsedBatch) -> BatchResult:
     slots, offered = batch.slots[today], batch.energy_wh[today]
     outcome, kept_wh, new_meters = _put_in_store(collector, meter_ids, slots, offered)
     stored = outcome == _STORED
-    ids = np.unique(meter_ids[stored])
+    ids = sorted_unique(meter_ids[stored])
     waits: list[asyncio.Future[Any]] = []
     if len(ids):
         waits.append(collector.writer.add_rows(day, ids, store.rows_of(ids),

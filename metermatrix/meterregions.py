@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import numpy.typing as npt
 
+from metermatrix.arrays import sorted_unique
 from metermatrix.storage.base import UNASSIGNED, Storage
 
 #: Looks up the regions of meters not known yet, in the order given.
@@ -58,7 +59,8 @@ class MeterRegions:
         return codes
 
     def _later_codes(self, meter_ids: npt.NDArray[np.int64]) -> list[int]:
-        new = np.unique([m for m in meter_ids.tolist() if m not in self._later])
+        new = sorted_unique(np.array([m for m in meter_ids.tolist() if m not in self._later],
+                                      np.int64))
         if len(new):
             regions = self._lookup(new) if self._lookup else [UNASSIGNED] * len(new)
             for meter_id, region in zip(new.tolist(), regions, strict=True):

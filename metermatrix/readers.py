@@ -5,7 +5,9 @@ process it would hold the interpreter while meters wait. Reader processes run th
 beside the server (another core) and share nothing with it but the database, which they
 only read, and the arguments of each job, which are pickled: a job is a module-level
 function called as ``function(storage, *args)``. With ``processes=0`` the jobs run on a
-thread of the server instead (for machines with one core).
+thread of the server instead (for machines with one core). Reader processes run at a
+lower scheduling priority (``READER_NICENESS``): when pages and meters want the same
+core, the meters' acknowledgements come first.
 
 Each reader process keeps its own region-average cache (``averages``), so one
 computation of a region's average meter serves every resident of the region.
@@ -37,6 +39,8 @@ T = TypeVar("T")
 _local = threading.local()  # this process's (or reader thread's) connection
 #: The region averages shared by the jobs of this process.
 averages = RegionAverageCache()
+#: How much nicer than the server a reader process runs (``os.nice``).
+READER_NICENESS = 10
 
 
 def _open(data_dir: Path, database: str = "") -> None:
@@ -49,6 +53,7 @@ def _open_in_process(data_dir: Path, server_pid: int, database: str = "") -> Non
     A server killed outright (kill -9) cannot stop its readers; each one watches its
     parent and exits once it is gone.
     """
+    os.nice(READER_NICENESS)
     _open(data_dir, database)
 
     def watch_parent() -> None:

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from metermatrix.arrays import sorted_unique
 from metermatrix.slots import SLOT_LABELS, SLOTS_PER_DAY
 from metermatrix.storage.packing import group_slot_sums, offer_slots
 
@@ -194,7 +195,7 @@ class TodayStore:
                       energy_wh[stored])
             np.add.at(self._region_readings, (self._group[rows[stored]], slots[stored]), 1)
         touched = rows[stored]
-        heard = np.unique(touched)
+        heard = sorted_unique(touched)
         self._heard += int(np.count_nonzero(self._row_readings[heard] == 0))
         np.add.at(self._row_readings, touched, 1)
         self._readings += int(np.count_nonzero(stored))

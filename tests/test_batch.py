@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import subprocess
 import sys
 import threading
@@ -155,3 +156,47 @@ def test_kill_during_batches_loses_no_acknowledged_line(make_server) -> None:
         moment = times[index] - timedelta(minutes=31)
         key = (meter_id, moment.date().isoformat(), (moment.hour * 60 + moment.minute) // 30)
         assert by_meter_slot.get(key) == wh, key
+
+
+def test_packets_are_answered_while_a_large_batch_is_parsed(server: ServerProcess) -> None:
+    """The batch's lines are checked on a worker thread: the event loop goes on meanwhile.
+
+    Packets are sent one after another, 10 ms apart, once the batch's body is written.
+    Its 500,000 lines take the server seconds to check (the signature, then each line);
+    with that on the event loop, one packet waited for the check and the next one for
+    the batch's commit (seen: 1 packet answered before the batch). Off the event loop,
+    packets are answered while the lines are checked (seen: 25).
+    """
+    moment = due_today(1)[0]
+    body = b"\n".join(line(740_000_000 + i, moment, 0.25) for i in range(500_000))
+    key = headend_key(load_fleet_key(server.data_dir, create=False), "headend-1")
+    headers = {"X-Headend": "headend-1", "Content-Type": "application/x-ndjson",
+               "X-Headend-Signature": hmac.new(key, body, hashlib.sha256).hexdigest()}
+    sent = threading.Event()
+    answered: list[float] = []
+
+    def post_packets() -> None:
+        sent.wait()
+        for meter_id in range(750_000_000, 750_000_400):
+            status, _ = server.post_packet(meter_id, moment, 0.1)
+            assert status == 201
+            answered.append(time.monotonic())
+            if batch_done.is_set():
+                return
+            time.sleep(0.01)
+
+    batch_done = threading.Event()
+    poster = threading.Thread(target=post_packets)
+    poster.start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    connection.request("POST", "/meter/batch", body=body, headers=headers)
+    sent_at = time.monotonic()
+    sent.set()  # the whole body is written: the server is reading or checking it
+    response = connection.getresponse()
+    payload = orjson.loads(response.read())
+    batch_at = time.monotonic()
+    batch_done.set()
+    poster.join()
+    assert response.status == 200 and payload["stored"] == 500_000
+    early = [at - sent_at for at in answered if at < batch_at - 0.1]
+    assert len(early) >= 5, f"packets answered before the batch, [s]: {early}"

@@ -15,6 +15,7 @@ from operator import attrgetter
 import numpy as np
 import numpy.typing as npt
 
+from metermatrix.arrays import sorted_unique
 from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import OUTCOMES, Outcome, Reading, StorageError
 from metermatrix.storage.packing import LATE, MISSING, ON_TIME, offer_slots
@@ -56,7 +57,7 @@ def decide_day(meter_ids: npt.NDArray[np.int64], slots: npt.NDArray[np.int64],
     are never stored; a stored reading is marked LATE on a ``closed`` day.
     """
     check_energies(energy_wh)
-    unique = np.unique(meter_ids)
+    unique = sorted_unique(meter_ids)
     values = np.full((len(unique), SLOTS_PER_DAY), MISSING, np.uint16)
     marks = np.zeros((len(unique), SLOTS_PER_DAY), np.uint8)
     for row, meter_id in enumerate(unique.tolist()):
@@ -73,7 +74,7 @@ def decide_day(meter_ids: npt.NDArray[np.int64], slots: npt.NDArray[np.int64],
     codes[stored], codes[blocked] = STORED, IMPORTED
     values.reshape(-1)[keys[stored]] = energy_wh[stored]
     marks.reshape(-1)[keys[stored]] = LATE if closed else ON_TIME
-    return DayDecision(codes, unique, values, marks, np.unique(rows[stored]))
+    return DayDecision(codes, unique, values, marks, sorted_unique(rows[stored]))
 
 
 def check_energies(energy_wh: npt.NDArray[np.int64]) -> None:

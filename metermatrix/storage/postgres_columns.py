@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
+from metermatrix.arrays import sorted_unique
 from metermatrix.slots import SLOTS_PER_DAY
 from metermatrix.storage.base import Outcome, Reading
 from metermatrix.storage.columns import Rows, check_energies, decide_day, store_by_day
@@ -94,7 +95,7 @@ class PostgresColumns:
             self._lock_day(number)
             closed = self._is_closed(day)
             self._ensure_month(number)
-            unique = np.unique(meter_ids).tolist()
+            unique = sorted_unique(meter_ids).tolist()
             refused = self._imported(number, unique) if closed else set()
             alone = decide_day(meter_ids, slots, energy, {}, refused, closed)
             inserted = self._insert_or_lock(number, alone.changed_rows())

@@ -8,6 +8,7 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 
+from metermatrix.arrays import sorted_unique
 from metermatrix.storage.base import Outcome, Reading
 from metermatrix.storage.columns import Rows, check_energies, decide_day, store_by_day
 from metermatrix.storage.packing import day_number
@@ -44,7 +45,7 @@ class ColumnReadings:
         """Store one day's readings given as columns; each one's index into ``OUTCOMES``."""
         check_energies(energy)
         number, closed = day_number(day), self._is_closed(day)
-        unique = np.unique(meter_ids).tolist()
+        unique = sorted_unique(meter_ids).tolist()
         old = self._rows_of(number, unique)
         imported = self.imported_meters(day, [m for m in unique if m not in old])
         decision = decide_day(meter_ids, slots, energy, old, imported, closed)

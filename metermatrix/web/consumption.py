@@ -6,9 +6,11 @@ import csv
 import io
 import math
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
+import tornado.template
 import tornado.web
 
 from metermatrix import readers
@@ -27,6 +29,7 @@ from metermatrix.queries import MeterConsumption
 from metermatrix.settings import Settings
 from metermatrix.slots import SLOT_LABELS, SLOT_MINUTES
 from metermatrix.storage import UNASSIGNED, Storage
+from metermatrix.today import OpenDaySums
 from metermatrix.web.base import BaseHandler, JSONHandler
 from metermatrix.web.figures import add_document_figures, page_figures
 from metermatrix.web.historyview import (
@@ -36,7 +39,12 @@ from metermatrix.web.historyview import (
     greenbutton_document,
     year_view,
 )
-from metermatrix.web.residentpage import ResidentPage, ResidentState, parse_meter_text
+from metermatrix.web.residentpage import (
+    FORMATTERS,
+    ResidentPage,
+    ResidentState,
+    parse_meter_text,
+)
 
 #: How the period before each resident period is called on the page and in the chart.
 PREVIOUS_NAMES = {
@@ -161,11 +169,22 @@ def table_rows(result: MeterConsumption) -> list[tuple[str, float, str, float, f
     return table
 
 
-def page_parts(storage: Storage, result: MeterConsumption, first_day: date | None,
-               now: datetime, settings: Settings, previous_name: str
-               ) -> tuple[tuple[str, ...], list[Any], dict[str, Any]]:
-    """The page's charts (desktop, phone), table and further figures (a reader job: off
-    the event loop)."""
+#: Where a reader finds the page's body template (and what it includes).
+TEMPLATES = Path(__file__).parent / "templates"
+_loader: tornado.template.Loader | None = None
+
+
+def page_body(storage: Storage, meter_id: int, region: str | None, period: Period,
+              now: datetime, today: OpenDaySums | None, first_day: date | None,
+              settings: Settings, refresh_script: str) -> str:
+    """The consumption page's body as HTML: figures, charts (desktop, phone) and table.
+
+    A reader job: everything from the database read to the HTML runs beside the server,
+    which gets back one string (no frames to unpickle, no template to run).
+    """
+    global _loader
+    result = readers.consumption(storage, meter_id, region, period, now, today)
+    previous_name = PREVIOUS_NAMES[period.name]
     if result.period.name == "year":
         view = year_view(storage, result, first_day, now)
         svgs, table = view.svgs, view.table
@@ -174,7 +193,15 @@ def page_parts(storage: Storage, result: MeterConsumption, first_day: date | Non
                                      f"{result.region} average", layout)
                      for layout in (WIDE, NARROW))
         table = table_rows(result)
-    return svgs, table, page_figures(result, now, settings, previous_name, storage)
+    if _loader is None:
+        _loader = tornado.template.Loader(str(TEMPLATES))
+    html: bytes = _loader.load("consumption_body.html").generate(
+        **FORMATTERS, result=result, svgs=svgs, table=table, previous_name=previous_name,
+        settings=settings, meter_id=meter_id, average_definition=DEFINITION,
+        late_days=settings.late_days, refresh_script=refresh_script,
+        nav=history_nav(period, now, settings.tz, first_day),
+        **page_figures(result, now, settings, previous_name, storage))
+    return html.decode()
 
 
 class _ConsumptionSource(BaseHandler):
@@ -185,16 +212,20 @@ class _ConsumptionSource(BaseHandler):
     async def load(self, meter_id: int, period: Period) -> MeterConsumption:
         """The meter's consumption in ``period`` with the previous period and its region.
 
-        Computed by a reader (off the event loop); the open day's sums
-        of the meter's region are copied from today's store first.
+        Computed by a reader (off the event loop).
         """
+        region, today = self.region_today(meter_id)
+        return await self.service.readers.run(readers.consumption, meter_id, region,
+                                              period, self.service.clock(), today)
+
+    def region_today(self, meter_id: int) -> tuple[str | None, OpenDaySums | None]:
+        """The meter's region and its open day's sums, copied from today's store."""
         meter = self.service.storage.get_meter(meter_id)
         region = meter.region if meter else None
         collector = self.service.collector
         today = (collector.store.open_day_sums([region or UNASSIGNED])
                  if collector is not None else None)
-        return await self.service.readers.run(readers.consumption, meter_id, region,
-                                              period, self.service.clock(), today)
+        return region, today
 
     def chosen_period(self) -> Period | None:
         """The ``period`` argument (with ``date`` for a calendar period) as a resident
@@ -236,21 +267,18 @@ class ConsumptionHandler(_ConsumptionSource, ResidentPage):
             return self.send_unavailable(meter_id, period, output, reason, first_day)
         if output == "greenbutton":
             return await self.send_greenbutton(meter_id, period)
-        result = await self.load(meter_id, period)
         if output == "csv":
-            return self.send_csv(result)
-        await self.send_page(result, first_day)
+            return self.send_csv(await self.load(meter_id, period))
+        await self.send_page(meter_id, period, first_day)
 
-    async def send_page(self, result: MeterConsumption, first_day: date | None) -> None:
-        """The page: cards, the chart (12 months for a year) and the table."""
-        period, now, settings = result.period, self.service.clock(), self.service.settings
-        previous_name = PREVIOUS_NAMES[period.name]
-        svgs, table, figures = await self.service.readers.run(
-            page_parts, result, first_day, now, settings, previous_name)
-        self.render("consumption.html", result=result, svgs=svgs, table=table,
-                    previous_name=previous_name, settings=settings,
-                    meter_id=result.meter_id, average_definition=DEFINITION,
-                    nav=history_nav(period, now, settings.tz, first_day), **figures)
+    async def send_page(self, meter_id: int, period: Period, first_day: date | None) -> None:
+        """The page: cards, the chart (12 months for a year) and the table, its body
+        written by a reader (``page_body``)."""
+        region, today = self.region_today(meter_id)
+        body = await self.service.readers.run(
+            page_body, meter_id, region, period, self.service.clock(), today, first_day,
+            self.service.settings, self.static_url("refresh.js"))
+        self.render("consumption.html", period=period, meter_id=meter_id, body=body)
 
     def send_unavailable(self, meter_id: int, period: Period, output: str, reason: str,
                          first_day: date | None) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from datetime import datetime
 
 import tornado.web
 
@@ -10,11 +12,18 @@ from metermatrix.batches import (
     HEADEND_HEADER,
     HEADEND_SIGNATURE_HEADER,
     MAX_BATCH_BYTES,
+    ParsedBatch,
     parse_batch,
     verify_headend,
 )
 from metermatrix.collector import NotStoredError, accept_batch
-from metermatrix.packets import PacketError, decode_body, parse_meter_id, parse_packet
+from metermatrix.packets import (
+    PacketError,
+    PacketRules,
+    decode_body,
+    parse_meter_id,
+    parse_packet,
+)
 from metermatrix.recovery import iter_snapshot
 from metermatrix.signing import SIGNATURE_HEADER, verify_signature
 from metermatrix.web.base import JSONHandler
@@ -44,6 +53,7 @@ class MeterHandler(JSONHandler):
         except PacketError as error:
             return self.write_json({"error": str(error)}, error.status)
         assert service.collector is not None
+        self.packet_timestamp = packet.timestamp  # for the drift watch (note_packet)
         try:
             receipt = await service.collector.accept(packet)
         except NotStoredError as error:
@@ -109,11 +119,13 @@ class BatchHandler(JSONHandler):
         name = self.request.headers.get(HEADEND_HEADER, "")
         signature = self.request.headers.get(HEADEND_SIGNATURE_HEADER, "")
         body = b"".join(self._chunks)
-        if not name or not verify_headend(service.fleet_key, name, body, signature):
+        self._chunks = []
+        if not name:
             return self.write_json({"error": f"missing or wrong {HEADEND_HEADER} /"
                                              f" {HEADEND_SIGNATURE_HEADER}"}, 401)
-        try:
-            batch = parse_batch(body, service.clock(), service.rules)
+        try:  # a worker thread: up to 64 MiB of lines must not hold up the meters
+            batch = await asyncio.to_thread(_checked_batch, service.fleet_key, name, body,
+                                            signature, service.clock(), service.rules)
         except PacketError as error:
             return self.write_json({"error": str(error)}, error.status)
         assert service.collector is not None
@@ -123,3 +135,12 @@ class BatchHandler(JSONHandler):
             self.set_header("Retry-After", "30")
             return self.write_json({"error": f"batch not stored, send again: {error}"}, 503)
         self.write_json(result.as_json(), 200)
+
+
+def _checked_batch(fleet_key: bytes, name: str, body: bytes, signature: str, now: datetime,
+                   rules: PacketRules) -> ParsedBatch:
+    """The batch's lines, once its signature was checked (PacketError 401 if it is wrong)."""
+    if not verify_headend(fleet_key, name, body, signature):
+        raise PacketError(f"missing or wrong {HEADEND_HEADER} / {HEADEND_SIGNATURE_HEADER}",
+                          status=401)
+    return parse_batch(body, now, rules)

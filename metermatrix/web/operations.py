@@ -8,7 +8,6 @@ import shutil
 from datetime import datetime, time, timedelta
 from typing import Any
 
-import orjson
 import tornado.web
 
 from metermatrix import metrics
@@ -63,17 +62,15 @@ def watch_server(service: MeterService, open_connections: Any) -> None:
 
 
 def note_packet(handler: tornado.web.RequestHandler) -> None:
-    """Count a finished /meter request; an accepted packet's timestamp feeds the drift watch."""
+    """Count a finished /meter request; an accepted packet's timestamp feeds the drift watch.
+
+    The handler sets ``packet_timestamp`` once the packet was validated.
+    """
     status = handler.get_status()
     metrics.count_packet(status)
     drift: ClockDrift | None = handler.application.settings.get("clock_drift")
-    if status not in ACCEPTED or drift is None:
-        return
-    try:
-        timestamp = datetime.fromisoformat(orjson.loads(handler.request.body)["timestamp"])
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        return
-    if timestamp.tzinfo is not None:
+    timestamp = getattr(handler, "packet_timestamp", None)
+    if status in ACCEPTED and drift is not None and timestamp is not None:
         drift.observe(timestamp)
 
 

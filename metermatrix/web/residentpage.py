@@ -102,6 +102,15 @@ def period_title(name: str) -> str:
     return Period(name, _EPOCH, _EPOCH, "day").title
 
 
+#: The residents' templates' helpers (the page's namespace, and a reader's, see
+#: ``metermatrix.web.consumption.page_body``).
+FORMATTERS: dict[str, Any] = {
+    "kwh": format_kwh, "number": format_number, "sgd": format_sgd, "change": format_change,
+    "compared": format_comparison, "mask_fin": mask_fin, "meter_label": format_meter_id,
+    "span": period_span, "title": period_title, "resident_periods": RESIDENT_PERIODS,
+}
+
+
 @dataclass
 class ResidentState:
     """What the residents' handlers share beyond the service (nothing at present: the
@@ -135,11 +144,7 @@ class ResidentPage(BaseHandler):
 
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
-        namespace.update(kwh=format_kwh, number=format_number, sgd=format_sgd,
-                         change=format_change, compared=format_comparison,
-                         mask_fin=mask_fin, meter_label=format_meter_id,
-                         span=period_span, title=period_title, user_meter=self.resident_meter,
-                         resident_periods=RESIDENT_PERIODS,
+        namespace.update(FORMATTERS, user_meter=self.resident_meter,
                          late_days=self.service.settings.late_days)
         return namespace
 
