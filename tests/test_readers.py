@@ -15,23 +15,22 @@ def niceness(_storage: Storage) -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
-def test_a_reader_process_runs_nicer_than_the_server(tmp_path: Path) -> None:
-    open_storage(tmp_path).close()
-    readers = Readers(tmp_path, processes=1)
+def reader_niceness(data_dir: Path, processes: int) -> int:
+    """The niceness a job of ``Readers(data_dir, processes)`` runs at."""
+    open_storage(data_dir).close()
+    readers = Readers(data_dir, processes=processes)
     try:
-        reader = asyncio.run(readers.run(niceness))
+        return asyncio.run(readers.run(niceness))
     finally:
         readers.close()
+
+
+def test_a_reader_process_runs_nicer_than_the_server(tmp_path: Path) -> None:
     server = os.getpriority(os.PRIO_PROCESS, 0)
+    reader = reader_niceness(tmp_path, processes=1)
     assert reader == min(19, server + READER_NICENESS)
     assert reader > server or server == 19
 
 
 def test_a_reader_thread_keeps_the_servers_priority(tmp_path: Path) -> None:
-    open_storage(tmp_path).close()
-    readers = Readers(tmp_path, processes=0)
-    try:
-        reader = asyncio.run(readers.run(niceness))
-    finally:
-        readers.close()
-    assert reader == os.getpriority(os.PRIO_PROCESS, 0)
+    assert reader_niceness(tmp_path, processes=0) == os.getpriority(os.PRIO_PROCESS, 0)
