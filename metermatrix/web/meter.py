@@ -120,9 +120,6 @@ class BatchHandler(JSONHandler):
         signature = self.request.headers.get(HEADEND_SIGNATURE_HEADER, "")
         body = b"".join(self._chunks)
         self._chunks = []
-        if not name:
-            return self.write_json({"error": f"missing or wrong {HEADEND_HEADER} /"
-                                             f" {HEADEND_SIGNATURE_HEADER}"}, 401)
         try:  # a worker thread: up to 64 MiB of lines must not hold up the meters
             batch = await asyncio.to_thread(_checked_batch, service.fleet_key, name, body,
                                             signature, service.clock(), service.rules)
@@ -140,7 +137,7 @@ class BatchHandler(JSONHandler):
 def _checked_batch(fleet_key: bytes, name: str, body: bytes, signature: str, now: datetime,
                    rules: PacketRules) -> ParsedBatch:
     """The batch's lines, once its signature was checked (PacketError 401 if it is wrong)."""
-    if not verify_headend(fleet_key, name, body, signature):
+    if not name or not verify_headend(fleet_key, name, body, signature):
         raise PacketError(f"missing or wrong {HEADEND_HEADER} / {HEADEND_SIGNATURE_HEADER}",
                           status=401)
     return parse_batch(body, now, rules)
