@@ -11,6 +11,7 @@ sends in real time), in whichever zone is further from local midnight.
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
@@ -185,6 +186,33 @@ def test_body_over_the_server_limit_is_refused_before_it_is_read(shared: ServerP
                      b"X-Meter-Signature: 00\r\n\r\n")
         answer = sock.recv(1024)
     assert answer.startswith(b"HTTP/1.1 4")
+
+
+def test_answers_keep_the_sites_headers_and_the_connection(shared: ServerProcess) -> None:
+    """The server answers POST /meter itself: the headers every answer has, a length, a
+    date, and the connection kept open for the next packet (HTTP/1.1 and 1.0)."""
+    sent = send_time(today(), 1, ZONE)
+    for version, meters in (("1.1", (300000091, 300000092)), ("1.0", (300000093,))):
+        connection = http.client.HTTPConnection("127.0.0.1", shared.port, timeout=30)
+        connection._http_vsn, connection._http_vsn_str = int(version.replace(".", "")), \
+            f"HTTP/{version}"
+        for meter_id in (*meters, 0):
+            body = packet(meter_id or SIGNED, stamp(sent), 0.5 if meter_id else "x")
+            headers = {**shared.signed_headers(meter_id or SIGNED, body),
+                       "Content-Type": "application/json"}
+            if version == "1.0":
+                headers["Connection"] = "keep-alive"
+            connection.request("POST", "/meter", body=body, headers=headers)
+            answer = connection.getresponse()
+            payload = orjson.loads(answer.read())
+            assert answer.status == (201 if meter_id else 400), payload
+            assert answer.getheader("Content-Type") == "application/json"
+            assert answer.getheader("X-Content-Type-Options") == "nosniff"
+            assert answer.getheader("X-Frame-Options") == "SAMEORIGIN"
+            assert "default-src 'self'" in answer.getheader("Content-Security-Policy", "")
+            assert answer.getheader("Date") and answer.getheader("Content-Length")
+            assert not answer.will_close  # the same connection carries the next packet
+        connection.close()
 
 
 def test_other_methods_get_a_json_405(shared: ServerProcess) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +34,24 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     """Access log: refusals and errors always, accepted meter packets only at debug level."""
     status = handler.get_status()
     if handler.request.path == "/meter":
-        note_packet(handler)
+        note_packet(status, getattr(handler, "packet_timestamp", None),
+                    handler.application.settings.get("clock_drift"))
+    log_answer(status, handler.request.path, handler._request_summary,
+               handler.request.request_time())
+
+
+def log_answer(status: int, path: str, summary: Callable[[], str], seconds: float) -> None:
+    """One access-log line: errors, refusals, pages; /meter's answers only at debug."""
     if status >= 500:
         level = logging.ERROR
     elif status >= 400:
         level = logging.WARNING
-    elif handler.request.path == "/meter":
+    elif path == "/meter":
         level = logging.DEBUG
     else:
         level = logging.INFO
     if access_log.isEnabledFor(level):
-        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(),
-                       1000.0 * handler.request.request_time())
+        access_log.log(level, "%d %s %.2fms", status, summary(), 1000.0 * seconds)
 
 
 class LandingHandler(BaseHandler):

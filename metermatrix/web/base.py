@@ -24,6 +24,10 @@ PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-
                "img-src 'self' data:; object-src 'none'; base-uri 'self'; "
                "form-action 'self'; frame-ancestors 'self'")
 
+#: Headers of every answer (with a Content-Security-Policy, PAGE_POLICY or the handler's).
+SAFETY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
+                  "X-Frame-Options": "SAMEORIGIN"}
+
 #: What an error page says for each status; any other is our failure.
 PAGE_ERRORS = {
     400: "That request is not one this page understands.",
@@ -180,9 +184,8 @@ class BaseHandler(tornado.web.RequestHandler):
         return PAGE_POLICY
 
     def set_default_headers(self) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "same-origin")
-        self.set_header("X-Frame-Options", "SAMEORIGIN")
+        for name, value in SAFETY_HEADERS.items():
+            self.set_header(name, value)
         self.set_header("Content-Security-Policy", self.content_security_policy())
 
 

@@ -17,8 +17,11 @@ from typing import Any
 
 import orjson
 import tornado.httpserver
+import tornado.web
 from tornado import gen, httputil
 from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
+
+from metermatrix.web.packetpath import PacketDelegate, is_packet
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +82,15 @@ def refusal_for(start_line: httputil.RequestStartLine,
 
 
 class RequestGate(httputil.HTTPMessageDelegate):
-    """Answers refused requests itself; passes every other request to the application."""
+    """Answers refused requests itself, hands ``POST /meter`` to a ``PacketDelegate``
+    (``metermatrix.web.packetpath``) and every other request to the application."""
 
     def __init__(self, delegate: httputil.HTTPMessageDelegate,
-                 connection: httputil.HTTPConnection) -> None:
+                 connection: httputil.HTTPConnection,
+                 application: tornado.web.Application | None = None) -> None:
         self.delegate = delegate
         self.connection = connection
+        self.application = application
         self.refused = False
 
     def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
@@ -92,6 +98,10 @@ class RequestGate(httputil.HTTPMessageDelegate):
         assert isinstance(start_line, httputil.RequestStartLine)
         refusal = refusal_for(start_line, headers)
         if refusal is None:
+            if self.application is not None and is_packet(start_line):
+                self.delegate = PacketDelegate(self.application, self.connection,
+                                               start_line, headers)
+                return None
             return self.delegate.headers_received(start_line, headers)
         self.refused = True
         status, reason, message = refusal
@@ -145,7 +155,10 @@ class MeterHTTPServer(tornado.httpserver.HTTPServer):
 
     def start_request(self, server_conn: object,
                       request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
-        return RequestGate(super().start_request(server_conn, request_conn), request_conn)
+        application = self.request_callback
+        return RequestGate(super().start_request(server_conn, request_conn), request_conn,
+                           application if isinstance(application, tornado.web.Application)
+                           and "service" in application.settings else None)
 
 
 async def refuse_stream(stream: IOStream) -> None:

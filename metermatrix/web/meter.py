@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import tornado.web
 
@@ -25,43 +27,66 @@ from metermatrix.packets import (
     parse_packet,
 )
 from metermatrix.recovery import iter_snapshot
+from metermatrix.service import MeterService
 from metermatrix.signing import SIGNATURE_HEADER, verify_signature
 from metermatrix.web.base import JSONHandler
 
 _STATUS = {"stored": 201, "duplicate": 200, "conflict": 409, "imported": 409}
 
 
+@dataclass(slots=True)
+class PacketAnswer:
+    """What ``POST /meter`` answers: status, JSON body, extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    #: The send instant of a signed, valid packet (for the clock-drift watch).
+    timestamp: datetime | None = None
+
+
+async def answer_packet(service: MeterService, signature: str | None, body: bytes
+                        ) -> PacketAnswer:
+    """Check one packet and file it: the answer, once a stored reading is durable.
+
+    Shared by ``MeterHandler`` and the server's own ``/meter`` path
+    (``metermatrix.web.packetpath``).
+    """
+    if signature is None and not service.settings.insecure_meters:
+        return PacketAnswer(401, {"error": f"missing {SIGNATURE_HEADER} header"})
+    try:
+        data = decode_body(body)
+        meter_id = parse_meter_id(data["id"])
+        if signature is not None or not service.settings.insecure_meters:
+            if not verify_signature(service.fleet_key, meter_id, body, signature or ""):
+                return PacketAnswer(401, {"error": "signature does not match this meter"})
+        packet = parse_packet(data, service.clock(), service.rules)
+    except PacketError as error:
+        return PacketAnswer(error.status, {"error": str(error)})
+    assert service.collector is not None
+    try:
+        receipt = await service.collector.accept(packet)
+    except NotStoredError as error:
+        return PacketAnswer(503, {"error": f"reading not stored, send again: {error}"},
+                            {"Retry-After": "30"}, packet.timestamp)
+    headers = {"X-MeterMatrix-Worker": str(os.getpid())} if service.shared else {}
+    return PacketAnswer(_STATUS[receipt.outcome], receipt.as_json(), headers,
+                        packet.timestamp)
+
+
 class MeterHandler(JSONHandler):
-    """Meters post one packet per half hour here."""
+    """Meters post one packet per half hour here (``answer_packet``)."""
 
     def check_xsrf_cookie(self) -> None:
         """Meters sign their packets instead of carrying a session."""
 
     async def post(self) -> None:
-        service = self.service
-        signature = self.request.headers.get(SIGNATURE_HEADER)
-        if signature is None and not service.settings.insecure_meters:
-            return self.write_json({"error": f"missing {SIGNATURE_HEADER} header"}, 401)
-        body = self.request.body
-        try:
-            data = decode_body(body)
-            meter_id = parse_meter_id(data["id"])
-            if signature is not None or not service.settings.insecure_meters:
-                if not verify_signature(service.fleet_key, meter_id, body, signature or ""):
-                    return self.write_json({"error": "signature does not match this meter"}, 401)
-            packet = parse_packet(data, service.clock(), service.rules)
-        except PacketError as error:
-            return self.write_json({"error": str(error)}, error.status)
-        assert service.collector is not None
-        self.packet_timestamp = packet.timestamp  # for the drift watch (note_packet)
-        try:
-            receipt = await service.collector.accept(packet)
-        except NotStoredError as error:
-            self.set_header("Retry-After", "30")
-            return self.write_json({"error": f"reading not stored, send again: {error}"}, 503)
-        if service.shared:
-            self.set_header("X-MeterMatrix-Worker", str(os.getpid()))
-        self.write_json(receipt.as_json(), _STATUS[receipt.outcome])
+        answer = await answer_packet(self.service, self.request.headers.get(SIGNATURE_HEADER),
+                                     self.request.body)
+        self.packet_timestamp = answer.timestamp  # for the drift watch (log_request)
+        for name, value in answer.headers.items():
+            self.set_header(name, value)
+        self.write_json(answer.body, answer.status)
 
 
 class StatusHandler(JSONHandler):

@@ -61,15 +61,9 @@ def watch_server(service: MeterService, open_connections: Any) -> None:
     metrics.watch(ServiceView(service), open_connections)
 
 
-def note_packet(handler: tornado.web.RequestHandler) -> None:
-    """Count a finished /meter request; an accepted packet's timestamp feeds the drift watch.
-
-    The handler sets ``packet_timestamp`` once the packet was validated.
-    """
-    status = handler.get_status()
+def note_packet(status: int, timestamp: datetime | None, drift: ClockDrift | None) -> None:
+    """Count a finished /meter request; an accepted packet's timestamp feeds the drift watch."""
     metrics.count_packet(status)
-    drift: ClockDrift | None = handler.application.settings.get("clock_drift")
-    timestamp = getattr(handler, "packet_timestamp", None)
     if status in ACCEPTED and drift is not None and timestamp is not None:
         drift.observe(timestamp)
 
