@@ -17,6 +17,7 @@ from pathlib import Path
 from metermatrix.accounts import DEMO_MANAGER, DEMO_PASSWORD
 from metermatrix.clock import offset_clock
 from metermatrix.demo import demo_yesterday, load_demo
+from metermatrix.gcsettings import settle_after_start
 from metermatrix.logfilter import limit_repeats
 from metermatrix.routines import open_day_for
 from metermatrix.service import MeterService
@@ -78,6 +79,7 @@ async def serve(settings: Settings, with_simulator: bool = False,
     if dashboards is not None:
         dashboards.start()
     app = make_app(service, extra_routes=management_routes() + proxy_routes(dashboards))
+    settle_after_start()
     server = MeterHTTPServer(app, max_body_size=1024 * 1024, xheaders=False,
                              idle_connection_timeout=settings.idle_timeout_s,
                              body_timeout=settings.body_timeout_s,
