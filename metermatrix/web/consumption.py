@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 from datetime import date, datetime
@@ -171,7 +172,12 @@ def table_rows(result: MeterConsumption) -> list[tuple[str, float, str, float, f
 
 #: Where a reader finds the page's body template (and what it includes).
 TEMPLATES = Path(__file__).parent / "templates"
-_loader: tornado.template.Loader | None = None
+
+
+@functools.cache
+def _body_template() -> tornado.template.Template:
+    """The page body's template, loaded once per reader."""
+    return tornado.template.Loader(str(TEMPLATES)).load("consumption_body.html")
 
 
 def page_body(storage: Storage, meter_id: int, region: str | None, period: Period,
@@ -182,7 +188,6 @@ def page_body(storage: Storage, meter_id: int, region: str | None, period: Perio
     A reader job: everything from the database read to the HTML runs beside the server,
     which gets back one string (no frames to unpickle, no template to run).
     """
-    global _loader
     result = readers.consumption(storage, meter_id, region, period, now, today)
     previous_name = PREVIOUS_NAMES[period.name]
     if result.period.name == "year":
@@ -193,9 +198,7 @@ def page_body(storage: Storage, meter_id: int, region: str | None, period: Perio
                                      f"{result.region} average", layout)
                      for layout in (WIDE, NARROW))
         table = table_rows(result)
-    if _loader is None:
-        _loader = tornado.template.Loader(str(TEMPLATES))
-    html: bytes = _loader.load("consumption_body.html").generate(
+    html: bytes = _body_template().generate(
         **FORMATTERS, result=result, svgs=svgs, table=table, previous_name=previous_name,
         settings=settings, meter_id=meter_id, average_definition=DEFINITION,
         late_days=settings.late_days, refresh_script=refresh_script,
