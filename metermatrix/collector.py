@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
@@ -67,6 +68,13 @@ class Receipt:
         return body
 
 
+def _settle_future(future: asyncio.Future[Receipt], outcome: Receipt | BaseException) -> None:
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 class Collector:
     """Today's store and the writer, kept in step; the state the /meter handler uses."""
 
@@ -78,6 +86,30 @@ class Collector:
         self.imported: set[int] = set()
         #: Several processes write the database (``--workers``): it decides every packet.
         self.shared = shared
+        #: ``accept`` tasks of ``accept_then`` still running (referenced until done).
+        self._accepting: set[asyncio.Task[Receipt]] = set()
+
+    def accept_then(self, packet: Packet, reply: Callable[[Receipt | BaseException], None]
+                    ) -> None:
+        """``accept`` for a caller that answers from a callback, on the event loop.
+
+        ``reply`` gets the receipt, or the error (``NotStoredError`` when the reading could
+        not be made durable). A new reading of the open day, nearly every packet, is
+        replied to from the pass that resolves its group commit: no task, no future.
+        """
+        if (self.shared or packet.day != self.store.day or packet.meter_id in self.imported
+                or self.store.get(packet.meter_id, packet.slot) is not None):
+            task = asyncio.ensure_future(self.accept(packet))
+            self._accepting.add(task)
+            task.add_done_callback(partial(self._replied, reply=reply))
+            return
+        self._put_new(packet, reply)
+
+    def _replied(self, task: asyncio.Task[Receipt],
+                 reply: Callable[[Receipt | BaseException], None]) -> None:
+        self._accepting.discard(task)
+        error = task.exception()
+        reply(task.result() if error is None else error)
 
     async def accept(self, packet: Packet) -> Receipt:
         """File a validated packet; returns only once a stored reading is durable."""
@@ -134,35 +166,49 @@ class Collector:
         return day
 
     async def _store_new(self, packet: Packet) -> Receipt:
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        self._put_new(packet, partial(_settle_future, future))
+        return await future
+
+    def _put_new(self, packet: Packet, reply: Callable[[Receipt | BaseException], None]
+                 ) -> None:
+        """Put a new reading of the open day in today's store and queue it for the writer;
+        ``reply`` learns its receipt once the commit returned, after today's store was
+        settled (before any duplicate waiting on the commit resumes)."""
         store, day = self.store, self.store.day
-        new_meter = packet.meter_id not in store
-        store.put(packet.meter_id, packet.slot, packet.energy_wh)
-        future = self.writer.add_new(
-            Reading(packet.meter_id, day, packet.slot, packet.energy_wh), new_meter,
-            store.row_values(packet.meter_id),
-        )
+        meter_id, slot = packet.meter_id, packet.slot
+        new_meter = meter_id not in store
+        store.put(meter_id, slot, packet.energy_wh)
 
-        future.add_done_callback(
-            lambda done: self._settle(done, day, packet.meter_id, packet.slot))
-        try:
-            outcome = await future
-        except StorageError as error:
-            raise NotStoredError(str(error)) from error
-        return Receipt(outcome, packet)
+        def committed(outcome: Outcome | None, error: BaseException | None) -> None:
+            self._settle(day, meter_id, slot, outcome, error)
+            if error is None:
+                assert outcome is not None
+                reply(Receipt(outcome, packet))
+            elif isinstance(error, StorageError):
+                reply(NotStoredError(str(error)))
+            else:
+                reply(error)
 
-    def _settle(self, done: asyncio.Future[Outcome], day: date, meter_id: int, slot: int
-                ) -> None:
-        """A reading put in today's store was written, failed, or refused as imported.
+        self.writer.add_new_then(Reading(meter_id, day, slot, packet.energy_wh), new_meter,
+                                 store.row_values(meter_id), committed)
 
-        Runs as the future's first callback, before any duplicate waiting on it resumes.
-        """
+    def _settle(self, day: date, meter_id: int, slot: int, outcome: Outcome | None,
+                error: BaseException | None) -> None:
+        """A reading put in today's store was written, failed, or refused as imported."""
         if self.store.day != day:
             return
-        if done.exception() is not None:
+        if error is not None:
             self.store.clear(meter_id, slot)
-        elif done.result() == "imported":
+        elif outcome == "imported":
             self.imported.add(meter_id)
             self.store.clear(meter_id, slot)
+
+    def _settle_done(self, done: asyncio.Future[Outcome], day: date, meter_id: int, slot: int
+                     ) -> None:
+        """``_settle`` from a resolved future (its first callback)."""
+        error = done.exception()
+        self._settle(day, meter_id, slot, None if error else done.result(), error)
 
     def move_meter(self, meter_id: int, region: str | None) -> None:
         """A meter's region changed: count its readings of today under the new one."""
@@ -203,8 +249,8 @@ class Collector:
                     self.store.put_stored(meter_id, slot, energy_wh)
                     future = self.writer.add_new(Reading(meter_id, day, slot, energy_wh),
                                                  new_meter, self.store.row_values(meter_id))
-                    future.add_done_callback(partial(self._settle, day=day, meter_id=meter_id,
-                                                     slot=slot))
+                    future.add_done_callback(partial(self._settle_done, day=day,
+                                                     meter_id=meter_id, slot=slot))
                     merges.append(future)
         except (ValueError, KeyError, TypeError) as error:
             aside = path.with_name(path.name + ".bad")

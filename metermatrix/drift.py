@@ -39,19 +39,25 @@ class ClockDrift:
         self._warned_at = -float("inf")
 
     def observe(self, timestamp: datetime) -> None:
-        """Count one accepted packet sent at ``timestamp`` (its meter's clock)."""
+        """Count one accepted packet sent at ``timestamp`` (its meter's clock).
+
+        Called for every packet: the window is trimmed when a minute begins, and only a
+        disagreeing packet can make it drift, so only one looks at the whole window.
+        """
         now = self.clock()
         offset_s = (timestamp - now).total_seconds()
         minute = int(now.timestamp()) // 60
-        bucket = self._minutes.setdefault(minute, [0, 0, 0.0])
+        bucket = self._minutes.get(minute)
+        if bucket is None:
+            bucket = self._minutes[minute] = [0, 0, 0.0]
+            self._forget_before(minute - WINDOW_S // 60)
         bucket[0] += 1
         if abs(offset_s) > self.tolerance_s:
             bucket[1] += 1
             bucket[2] += offset_s
-        self._forget_before(minute - WINDOW_S // 60)
-        if self.drifting() and now.timestamp() - self._warned_at >= self.warn_every_s:
-            self._warned_at = now.timestamp()
-            log.warning("clock drift: %s", self.describe())
+            if now.timestamp() - self._warned_at >= self.warn_every_s and self.drifting():
+                self._warned_at = now.timestamp()
+                log.warning("clock drift: %s", self.describe())
 
     def _forget_before(self, minute: int) -> None:
         for old in [key for key in self._minutes if key < minute]:

@@ -57,11 +57,17 @@ class CommitHealth:
 
 COMMITS = CommitHealth()
 _lock = threading.Lock()
+#: status -> its child of PACKETS (``labels`` looks the child up each time it is called).
+_PACKET_COUNTERS: dict[int, Counter] = {}
 
 
 def count_packet(status: int) -> None:
     """Count one /meter answer under its outcome."""
-    PACKETS.labels(OUTCOMES.get(status, "invalid" if 400 <= status < 500 else "error")).inc()
+    counter = _PACKET_COUNTERS.get(status)
+    if counter is None:
+        counter = _PACKET_COUNTERS[status] = PACKETS.labels(
+            OUTCOMES.get(status, "invalid" if 400 <= status < 500 else "error"))
+    counter.inc()
 
 
 @contextmanager

@@ -2,7 +2,9 @@
 
 Requests queue up while a commit is on disk; the next commit takes all of them, so an
 fsync is shared by every reading that arrived meanwhile (group commit). Futures are
-resolved on the event loop only after the commit that holds their reading returned.
+resolved on the event loop only after the commit that holds their reading returned; a
+request made with a reply callback (``add_new_then``) is answered in that same pass,
+without a future of its own or a callback scheduled per reading.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from metermatrix.storage import Outcome, Reading, Storage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: ``reply(result, error)``: called on the event loop once a request's commit returned.
+Reply = Callable[[Any, BaseException | None], None]
 #: Most queued requests taken into one commit.
 MAX_GROUP = 10_000
 
@@ -33,7 +37,7 @@ class _Request:
     kind: str  # "new" (today's, known new), "rows" (many of them), "any" (database
     #            decides), "many" (a list of those), "columns" (one day's, as columns),
     #            "job", "sync"
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | None
     reading: Reading | None = None
     new_meter: bool = False
     #: "new": the meter's whole row in today's store once the reading was put in it;
@@ -44,6 +48,8 @@ class _Request:
     job: Callable[[Storage], Any] | None = None
     result: Any = field(default=None)
     error: BaseException | None = None
+    #: Called instead of resolving ``future`` (which is then None).
+    reply: Reply | None = None
 
 
 class ReadingWriter:
@@ -69,6 +75,7 @@ class ReadingWriter:
         self._thread.join()
 
     def _submit(self, request: _Request) -> asyncio.Future[Any]:
+        assert request.future is not None
         self._queue.put(request)
         return request.future
 
@@ -83,6 +90,12 @@ class ReadingWriter:
         """
         return self._submit(_Request("new", self._loop.create_future(), reading, new_meter,
                                      row=row))
+
+    def add_new_then(self, reading: Reading, new_meter: bool,
+                     row: npt.NDArray[np.uint16] | None, reply: Reply) -> None:
+        """``add_new``, answered by ``reply(outcome, error)`` on the event loop instead of
+        a future: one call per reading from the pass that resolves its commit."""
+        self._queue.put(_Request("new", None, reading, new_meter, row=row, reply=reply))
 
     def add_rows(self, day: date, meter_ids: npt.NDArray[np.int64], rows: npt.NDArray[np.uint16],
                  new_meters: list[int]) -> asyncio.Future[list[int]]:
@@ -251,10 +264,20 @@ def _store_decided(storage: Storage, requests: list[_Request]) -> None:
 
 
 def _resolve(requests: list[_Request]) -> None:
+    """Answer a commit's requests in queue order: replies at once, futures as they resolve
+    (their callbacks run after this pass, so every reply of the commit comes first)."""
     for request in requests:
-        if request.future.done():
+        if request.reply is not None:
+            try:
+                request.reply(request.result, request.error)
+            except Exception:  # noqa: BLE001 - one failed reply must not stop the others
+                log.exception("replying to a committed reading failed")
+            continue
+        future = request.future
+        assert future is not None
+        if future.done():
             continue
         if request.error is not None:
-            request.future.set_exception(request.error)
+            future.set_exception(request.error)
         else:
-            request.future.set_result(request.result)
+            future.set_result(request.result)

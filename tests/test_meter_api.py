@@ -215,6 +215,23 @@ def test_answers_keep_the_sites_headers_and_the_connection(shared: ServerProcess
         connection.close()
 
 
+def test_a_meter_that_asks_to_close_is_answered_and_closed(shared: ServerProcess) -> None:
+    body = packet(300000094, stamp(send_time(today(), 1, ZONE)), 0.5)
+    headers = {**shared.signed_headers(300000094, body), "Connection": "close",
+               "Content-Length": str(len(body)), "Host": "x"}
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    with socket.create_connection(("127.0.0.1", shared.port), timeout=10) as sock:
+        sock.sendall(f"POST /meter HTTP/1.1\r\n{head}\r\n".encode() + body)
+        answer = b""
+        while chunk := sock.recv(4096):  # the server closes the connection after it
+            answer += chunk
+    status_line, rest = answer.split(b"\r\n", 1)
+    head_part, payload = rest.split(b"\r\n\r\n", 1)
+    assert status_line == b"HTTP/1.1 201 Created"
+    assert b"Connection: close" in head_part.split(b"\r\n")
+    assert orjson.loads(payload)["status"] == "stored"
+
+
 def test_other_methods_get_a_json_405(shared: ServerProcess) -> None:
     status, payload = shared.request("GET", "/meter")
     assert status == 405

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from metermatrix.drift import ClockDrift
 from metermatrix.logfilter import RepeatFilter
 from metermatrix.periods import last_due_boundary
 from metermatrix.settings import Settings, validate_settings
@@ -86,6 +87,23 @@ def test_server_two_days_fast_warns_of_clock_drift(make_server) -> None:
     drift = orjson.loads(payload)["clock_drift"]
     assert drift["disagreeing"] == 12 and "check the server's clock" in drift["warning"]
     assert server.log_path.read_text().count("clock drift") == 1  # rate-limited
+
+
+def test_drift_window_forgets_old_minutes_and_warns_once_per_interval(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]
+    drift = ClockDrift(tolerance_s=600, clock=lambda: now[0], min_packets=10, warn_every_s=600)
+    with caplog.at_level(logging.WARNING, logger="metermatrix.drift"):
+        for _ in range(12):  # two days behind the server clock
+            drift.observe(now[0] - timedelta(days=2))
+            now[0] += timedelta(seconds=20)
+        assert drift.status()["disagreeing"] == 12 and drift.drifting()
+        assert sum("clock drift" in r.getMessage() for r in caplog.records) == 1
+        now[0] += timedelta(minutes=31)  # the disagreeing minutes leave the window
+        for _ in range(12):
+            drift.observe(now[0])
+        assert (drift.status()["packets"], drift.status()["disagreeing"]) == (12, 0)
+        assert not drift.drifting()
 
 
 def low_file_limit() -> None:

@@ -179,3 +179,50 @@ def test_open_day_readings_of_a_meter_imported_meanwhile_are_refused_in_the_comm
                      ) == "6:3,7:4"
     assert committed(tmp_path, "SELECT group_concat(meter_id || ':' || energy_wh) FROM"
                      " (SELECT * FROM day_totals ORDER BY meter_id)") == "5:9000,6:400,7:10"
+
+
+def test_replies_come_in_queue_order_from_the_pass_that_resolves_the_commit(
+        tmp_path: Path) -> None:
+    """Readings queued with a reply are answered once their commit returned, in queue
+    order, before the callbacks of any future of the same commits run, with no task or
+    future of their own; a reply that raises does not keep the others from theirs."""
+    replies: list[tuple[int, object, object, int]] = []
+
+    def reply(meter_id: int) -> Callable[[object, BaseException | None], None]:
+        def answer(outcome: object, error: BaseException | None) -> None:
+            replies.append((meter_id, outcome, error, committed(tmp_path)))
+            if meter_id == 3:
+                raise RuntimeError("this reply fails")
+        return answer
+
+    async def body(writer: ReadingWriter) -> tuple[int, int, list[int]]:
+        tasks = len(asyncio.all_tasks())
+        for meter_id in range(1, 201):
+            writer.add_new_then(Reading(meter_id, DAY, 0, meter_id), True, None, reply(meter_id))
+        queued_tasks = len(asyncio.all_tasks())
+        seen_by_sync: list[int] = []
+        synced = writer.sync()
+        synced.add_done_callback(lambda _: seen_by_sync.append(len(replies)))
+        await synced
+        return tasks, queued_tasks, seen_by_sync
+
+    tasks, queued_tasks, seen_by_sync = run_with_writer(tmp_path, body)
+    assert queued_tasks == tasks
+    assert [meter_id for meter_id, *_ in replies] == list(range(1, 201))
+    assert all(outcome == "stored" and error is None for _, outcome, error, _ in replies)
+    assert all(held >= meter_id for meter_id, _, _, held in replies)  # durable before its reply
+    assert seen_by_sync == [200]
+
+
+def test_a_refused_commit_replies_with_its_error(tmp_path: Path) -> None:
+    replies: list[tuple[object, object]] = []
+
+    async def body(writer: ReadingWriter) -> None:
+        writer.add_new_then(Reading(1, DAY, 0, -5), True, None,  # the schema refuses it
+                            lambda outcome, error: replies.append((outcome, error)))
+        with pytest.raises(StorageError):  # the sync shared the failed commit
+            await writer.sync()
+
+    run_with_writer(tmp_path, body)
+    assert len(replies) == 1 and isinstance(replies[0][1], StorageError)
+    assert committed(tmp_path) == 0

@@ -18,8 +18,9 @@ from metermatrix.batches import (
     parse_batch,
     verify_headend,
 )
-from metermatrix.collector import NotStoredError, accept_batch
+from metermatrix.collector import NotStoredError, Receipt, accept_batch
 from metermatrix.packets import (
+    Packet,
     PacketError,
     PacketRules,
     decode_body,
@@ -45,13 +46,9 @@ class PacketAnswer:
     timestamp: datetime | None = None
 
 
-async def answer_packet(service: MeterService, signature: str | None, body: bytes
-                        ) -> PacketAnswer:
-    """Check one packet and file it: the answer, once a stored reading is durable.
-
-    Shared by ``MeterHandler`` and the server's own ``/meter`` path
-    (``metermatrix.web.packetpath``).
-    """
+def check_packet(service: MeterService, signature: str | None, body: bytes
+                 ) -> Packet | PacketAnswer:
+    """The packet of a signed, valid body, or the answer that refuses it."""
     if signature is None and not service.settings.insecure_meters:
         return PacketAnswer(401, {"error": f"missing {SIGNATURE_HEADER} header"})
     try:
@@ -60,18 +57,40 @@ async def answer_packet(service: MeterService, signature: str | None, body: byte
         if signature is not None or not service.settings.insecure_meters:
             if not verify_signature(service.fleet_key, meter_id, body, signature or ""):
                 return PacketAnswer(401, {"error": "signature does not match this meter"})
-        packet = parse_packet(data, service.clock(), service.rules)
+        return parse_packet(data, service.clock(), service.rules)
     except PacketError as error:
         return PacketAnswer(error.status, {"error": str(error)})
-    assert service.collector is not None
-    try:
-        receipt = await service.collector.accept(packet)
-    except NotStoredError as error:
-        return PacketAnswer(503, {"error": f"reading not stored, send again: {error}"},
-                            {"Retry-After": "30"}, packet.timestamp)
+
+
+def receipt_answer(service: MeterService, receipt: Receipt) -> PacketAnswer:
+    """The answer to a filed packet."""
     headers = {"X-MeterMatrix-Worker": str(os.getpid())} if service.shared else {}
     return PacketAnswer(_STATUS[receipt.outcome], receipt.as_json(), headers,
-                        packet.timestamp)
+                        receipt.packet.timestamp)
+
+
+def not_stored_answer(packet: Packet, error: NotStoredError) -> PacketAnswer:
+    """The answer to a packet whose reading could not be made durable: send it again."""
+    return PacketAnswer(503, {"error": f"reading not stored, send again: {error}"},
+                        {"Retry-After": "30"}, packet.timestamp)
+
+
+async def answer_packet(service: MeterService, signature: str | None, body: bytes
+                        ) -> PacketAnswer:
+    """Check one packet and file it: the answer, once a stored reading is durable.
+
+    ``MeterHandler`` answers with it; the server's own ``/meter`` path
+    (``metermatrix.web.packetpath``) does the same from callbacks.
+    """
+    checked = check_packet(service, signature, body)
+    if isinstance(checked, PacketAnswer):
+        return checked
+    assert service.collector is not None
+    try:
+        receipt = await service.collector.accept(checked)
+    except NotStoredError as error:
+        return not_stored_answer(checked, error)
+    return receipt_answer(service, receipt)
 
 
 class MeterHandler(JSONHandler):
