@@ -106,6 +106,43 @@ def test_drift_window_forgets_old_minutes_and_warns_once_per_interval(
         assert not drift.drifting()
 
 
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True when the server closes ``sock`` (without answering) within ``seconds``."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1024) == b""
+    except TimeoutError:
+        return False
+
+
+def test_idle_connections_and_slow_bodies_are_closed_and_busy_ones_kept(make_server) -> None:
+    server = make_server(clock_at="14:10", extra=["--idle-timeout-s", "1.5",
+                                                  "--body-timeout-s", "1"])
+    sent_at = server.now().replace(minute=1, second=0, microsecond=0)
+    body = orjson.dumps({"id": 300000071, "reading_kWh": 0.2, "timestamp": sent_at.astimezone(
+        UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    head = "".join(f"{name}: {value}\r\n" for name, value in {
+        **server.signed_headers(300000071, body), "Host": "x",
+        "Content-Length": str(len(body))}.items()).encode()
+    idle = socket.create_connection(("127.0.0.1", server.port))
+    slow = socket.create_connection(("127.0.0.1", server.port))
+    slow.sendall(b"POST /meter HTTP/1.1\r\n" + head + b"\r\n" + body[:5])
+    busy = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    started = time.monotonic()
+    answers = []
+    while time.monotonic() - started < 4:  # a packet every 0.5 s on one connection
+        busy.sendall(b"POST /meter HTTP/1.1\r\n" + head + b"\r\n" + body)
+        answers.append(busy.recv(4096).split(b"\r\n", 1)[0])
+        time.sleep(0.5)
+    assert answers[0] == b"HTTP/1.1 201 Created" and len(set(answers[1:])) == 1
+    assert answers[1].startswith(b"HTTP/1.1 200 ")  # duplicates, on the same connection
+    assert closed_within(idle, 0.1) and closed_within(slow, 0.1)  # both closed by now
+    assert closed_within(busy, 4)  # once it idles, it goes the same way
+    assert "request body took over 1 s" in server.log_path.read_text()
+    for sock in (idle, slow, busy):
+        sock.close()
+
+
 def low_file_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
 

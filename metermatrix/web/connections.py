@@ -5,6 +5,10 @@ every file descriptor and starve the meters. This server times out idle connecti
 and slow bodies, refuses connections past a cap (below the process's file limit) with a
 503 JSON answer, and answers two malformed requests that Tornado would otherwise drop
 or refuse bare: oversized headers (431) and a non-JSON body on ``/meter`` (415).
+
+The timeouts are kept as deadlines per connection, swept a few times a second
+(``Deadlines``), instead of Tornado's own: those wrap each read of a request head and
+of a body in a timer of its own, two timers set and cancelled per packet.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import time
 from collections.abc import Awaitable
 from typing import Any
 
 import orjson
 import tornado.httpserver
+import tornado.ioloop
 import tornado.web
 from tornado import gen, httputil
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream, StreamClosedError, UnsatisfiableReadError
 
 from metermatrix.web.packetpath import PacketDelegate, is_packet
@@ -36,6 +43,8 @@ RESERVED_FDS = 64
 REFUSAL_READ_S = 0.25
 #: Retry-After of a refused connection [s].
 REFUSAL_RETRY_S = 5
+#: Longest pause between two sweeps of the connections' deadlines [s].
+SWEEP_EVERY_S = 1.0
 #: Content types /meter reads as its JSON body (urllib sends the form type by default).
 METER_CONTENT_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream",
                                  "application/x-www-form-urlencoded"})
@@ -81,21 +90,79 @@ def refusal_for(start_line: httputil.RequestStartLine,
     return None
 
 
+class Deadlines:
+    """When each open connection must have sent its next request head, or the body of its
+    request, by; ``sweep`` closes those past their deadline (and forgets closed ones)."""
+
+    def __init__(self, idle_s: float, body_s: float) -> None:
+        self.idle_s = idle_s
+        self.body_s = body_s
+        #: stream -> (deadline on time.monotonic(), "head" or "body")
+        self._due: dict[IOStream, tuple[float, str]] = {}
+        self.closed_idle = 0
+        self.closed_slow_body = 0
+
+    def waiting_for_head(self, stream: IOStream) -> None:
+        """A connection waits for its next request (Tornado's idle connection timeout)."""
+        self._due[stream] = (time.monotonic() + self.idle_s, "head")
+
+    def waiting_for_body(self, stream: IOStream) -> None:
+        """A request head arrived: its body must follow within the body timeout."""
+        self._due[stream] = (time.monotonic() + self.body_s, "body")
+
+    def answering(self, stream: IOStream) -> None:
+        """The request was read (or the connection closed): no deadline until the next."""
+        self._due.pop(stream, None)
+
+    def sweep(self, now: float | None = None) -> None:
+        """Close every connection past its deadline; forget connections already closed."""
+        now = time.monotonic() if now is None else now
+        for stream, (due, waiting) in list(self._due.items()):
+            if stream.closed():
+                del self._due[stream]
+            elif due <= now:
+                del self._due[stream]
+                if waiting == "body":
+                    self.closed_slow_body += 1
+                    log.info("closed a connection from %s: its request body took over %g s",
+                             _peer(stream), self.body_s)
+                else:
+                    self.closed_idle += 1
+                stream.close()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+
+def _peer(stream: IOStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except (OSError, AttributeError, IndexError):
+        return "?"
+
+
 class RequestGate(httputil.HTTPMessageDelegate):
     """Answers refused requests itself, hands ``POST /meter`` to a ``PacketDelegate``
     (``metermatrix.web.packetpath``) and every other request to the application."""
 
     def __init__(self, delegate: httputil.HTTPMessageDelegate,
                  connection: httputil.HTTPConnection,
-                 application: tornado.web.Application | None = None) -> None:
+                 application: tornado.web.Application | None = None,
+                 deadlines: Deadlines | None = None) -> None:
         self.delegate = delegate
         self.connection = connection
         self.application = application
         self.refused = False
+        self.deadlines = deadlines
+        self.stream = connection.stream if isinstance(connection, HTTP1Connection) else None
+        if deadlines is not None and self.stream is not None:
+            deadlines.waiting_for_head(self.stream)
 
     def headers_received(self, start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
                          headers: httputil.HTTPHeaders) -> Awaitable[None] | None:
         assert isinstance(start_line, httputil.RequestStartLine)
+        if self.deadlines is not None and self.stream is not None:
+            self.deadlines.waiting_for_body(self.stream)
         refusal = refusal_for(start_line, headers)
         if refusal is None:
             if self.application is not None and is_packet(start_line):
@@ -104,6 +171,7 @@ class RequestGate(httputil.HTTPMessageDelegate):
                 return None
             return self.delegate.headers_received(start_line, headers)
         self.refused = True
+        self._read()
         status, reason, message = refusal
         log.info("refused %s %s: %s", start_line.method, start_line.path[:200], message)
         payload = orjson.dumps({"error": message})
@@ -119,12 +187,18 @@ class RequestGate(httputil.HTTPMessageDelegate):
         return None if self.refused else self.delegate.data_received(chunk)
 
     def finish(self) -> None:
+        self._read()
         if not self.refused:
             self.delegate.finish()
 
     def on_connection_close(self) -> None:
+        self._read()
         if not self.refused:
             self.delegate.on_connection_close()
+
+    def _read(self) -> None:
+        if self.deadlines is not None and self.stream is not None:
+            self.deadlines.answering(self.stream)
 
 
 class MeterHTTPServer(tornado.httpserver.HTTPServer):
@@ -133,9 +207,22 @@ class MeterHTTPServer(tornado.httpserver.HTTPServer):
     def initialize(self, *args: Any, max_connections: int = 1000, **kwargs: Any) -> None:
         kwargs.setdefault("max_header_size", HEADER_READ_LIMIT_BYTES)
         super().initialize(*args, **kwargs)
+        idle_connection_timeout = kwargs.get("idle_connection_timeout") or 3600.0
+        body_timeout = kwargs.get("body_timeout") or 3600.0
+        self.conn_params.header_timeout = None  # kept by ``deadlines`` instead
+        self.conn_params.body_timeout = None
+        self.deadlines = Deadlines(idle_connection_timeout, body_timeout)
+        self._sweeper = tornado.ioloop.PeriodicCallback(
+            self.deadlines.sweep,
+            1000 * min(SWEEP_EVERY_S, idle_connection_timeout / 4, body_timeout / 4))
+        self._sweeper.start()
         self.max_connections = connection_cap(max_connections)
         self.refused_connections = 0
         self._refusals: set[asyncio.Future[None]] = set()
+
+    def stop(self) -> None:
+        self._sweeper.stop()
+        super().stop()
 
     @property
     def open_connections(self) -> int:
@@ -158,7 +245,7 @@ class MeterHTTPServer(tornado.httpserver.HTTPServer):
         application = self.request_callback
         return RequestGate(super().start_request(server_conn, request_conn), request_conn,
                            application if isinstance(application, tornado.web.Application)
-                           and "service" in application.settings else None)
+                           and "service" in application.settings else None, self.deadlines)
 
 
 async def refuse_stream(stream: IOStream) -> None:
