@@ -46,6 +46,9 @@ class DayTables(TotalColumns):
     def _is_closed(self, day: date) -> bool:
         raise NotImplementedError  # pragma: no cover - provided by SQLiteStorage
 
+    #: What ``_is_closed`` learned in the write transaction under way (SQLiteStorage).
+    _closed_in_transaction: dict[date, bool]
+
     # -- regions of meters ------------------------------------------------------
     def region_of_meters(self, meter_ids: npt.NDArray[np.int64]) -> list[str]:
         """The region of each meter (UNASSIGNED without one), in the order given."""
@@ -231,6 +234,7 @@ class DayTables(TotalColumns):
         self._write_total_columns(number, totals)
         self._db.execute("INSERT OR IGNORE INTO closed_days (day, closed_at) VALUES (?, ?)",
                          (text, _now_text()))
+        self._closed_in_transaction.pop(day_of_number(number), None)
 
     def _amend_closed_day(self, number: int, meter_ids: list[int],
                           before: npt.NDArray[np.uint16], after: npt.NDArray[np.uint16]) -> None:
