@@ -567,3 +567,21 @@ def test_postgres_readonly_storage_reads_but_cannot_write(pg_database: str) -> N
     finally:
         readonly.close()
         writer.close()
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3, 25, 341, 1000])
+def test_multi_row_inserts_write_what_executemany_writes(rows: int) -> None:
+    from metermatrix.storage.sqlite import insert_rows
+
+    values = [(n, f"meter {n}", bytes([n % 256]) * 3) for n in range(rows)]
+    values += values[:rows // 3]  # repeats: the later copy replaces, as in executemany
+    tables = []
+    for write in ("insert_rows", "executemany"):
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, blob BLOB)")
+        if write == "insert_rows":
+            insert_rows(db, "INSERT OR REPLACE INTO t (id, name, blob)", values)
+        else:
+            db.executemany("INSERT OR REPLACE INTO t (id, name, blob) VALUES (?, ?, ?)", values)
+        tables.append(db.execute("SELECT * FROM t ORDER BY id").fetchall())
+    assert tables[0] == tables[1] and len(tables[0]) == rows
