@@ -77,12 +77,22 @@ def timed_commit(group_size: int) -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        STORAGE_ERRORS.inc()
-        with _lock:
-            COMMITS.last_failure = time.time()
-            COMMITS.last_error = str(error) or type(error).__name__
+        record_commit_failure(error)
         raise
-    COMMIT_SECONDS.observe(time.perf_counter() - started)
+    record_commit(time.perf_counter() - started, group_size)
+
+
+def record_commit_failure(error: Exception) -> None:
+    """Count a group commit the database refused."""
+    STORAGE_ERRORS.inc()
+    with _lock:
+        COMMITS.last_failure = time.time()
+        COMMITS.last_error = str(error) or type(error).__name__
+
+
+def record_commit(seconds: float, group_size: int) -> None:
+    """Count a group commit of ``group_size`` requests that took ``seconds``."""
+    COMMIT_SECONDS.observe(seconds)
     GROUP_SIZE.observe(group_size)
     with _lock:
         COMMITS.last_ok = time.time()

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -168,6 +169,15 @@ class ReadingWriter:
             return  # nothing to write: everything before them is already committed
         new = [r for r in requests if r.kind == "new"]
         try:
+            if _put_open_day(storage, requests):
+                self.commits += 1
+                self.readings_committed += len(new)
+                return
+        except Exception as error:  # noqa: BLE001 - every caller learns of the failure
+            metrics.record_commit_failure(error)
+            self._failed(requests, error)
+            return
+        try:
             with metrics.timed_commit(len(requests)), storage.transaction():
                 _put_rows(storage, requests)
                 _store_decided(storage, requests)
@@ -175,13 +185,43 @@ class ReadingWriter:
                     if request.kind == "columns":
                         request.result = storage.store_day_readings(*request.row)
         except Exception as error:  # noqa: BLE001 - every caller learns of the failure
-            log.exception("commit of %d requests failed", len(requests))
-            self.failed_commits += 1
-            for request in requests:
-                request.error = error
+            self._failed(requests, error)
             return
         self.commits += 1
         self.readings_committed += sum(r.result == "stored" for r in new)
+
+    def _failed(self, requests: list[_Request], error: Exception) -> None:
+        log.error("commit of %d requests failed", len(requests), exc_info=error)
+        self.failed_commits += 1
+        for request in requests:
+            request.error = error
+
+
+def _put_open_day(storage: Storage, requests: list[_Request]) -> bool:
+    """The common group commit, in one write of its own: new readings of known meters,
+    all of one day, with their rows (and syncs). True once it is durable; False (nothing
+    written) for any other group, or when the day turned out to be closed."""
+    latest: dict[int, npt.NDArray[np.uint16]] = {}
+    day = None
+    for request in requests:
+        if request.kind == "sync":
+            continue
+        reading = request.reading
+        if (request.kind != "new" or request.new_meter or request.row is None
+                or reading is None or (day is not None and reading.day != day)):
+            return False
+        day = reading.day
+        latest[reading.meter_id] = request.row
+    if day is None:
+        return False
+    started = time.perf_counter()
+    if not storage.put_open_day_rows(day, list(latest), np.stack(list(latest.values()))):
+        return False
+    metrics.record_commit(time.perf_counter() - started, len(requests))
+    for request in requests:
+        if request.kind == "new":
+            request.result = "stored"
+    return True
 
 
 def _put_rows(storage: Storage, requests: list[_Request]) -> None:

@@ -226,3 +226,53 @@ def test_a_refused_commit_replies_with_its_error(tmp_path: Path) -> None:
     run_with_writer(tmp_path, body)
     assert len(replies) == 1 and isinstance(replies[0][1], StorageError)
     assert committed(tmp_path) == 0
+
+
+@pytest.mark.parametrize("meters", [1, 27, 256, 300])
+def test_known_meters_rows_of_an_open_day_commit_as_one_write(tmp_path: Path,
+                                                              meters: int) -> None:
+    """The common group (new readings of known meters, one open day) is written by one
+    statement that is its own transaction; over 256 meters it takes a transaction. Both
+    write every meter's latest row, and are durable before the futures resolve."""
+    from metermatrix.today import TodayStore
+
+    store = TodayStore(DAY, max_reading_wh=50_000)
+    ids = list(range(1, meters + 1))
+    storage = open_storage(tmp_path)
+    storage.add_meters(ids)
+    storage.close()
+    seen: list[int] = []
+
+    async def body(writer: ReadingWriter) -> list[object]:
+        futures = []
+        for slot in (0, 1):  # two readings of each meter in one group: the later row wins
+            for meter_id in ids:
+                store.put(meter_id, slot, meter_id + slot)
+                futures.append(writer.add_new(Reading(meter_id, DAY, slot, meter_id + slot),
+                                              False, store.row_values(meter_id)))
+        futures[-1].add_done_callback(lambda _: seen.append(committed(tmp_path)))
+        return list(await asyncio.gather(*futures))
+
+    assert run_with_writer(tmp_path, body) == ["stored"] * (2 * meters)
+    assert seen == [2 * meters]
+    assert committed(tmp_path, "SELECT SUM(energy_wh) FROM readings") == \
+        sum(2 * m + 1 for m in ids)
+
+
+def test_known_meters_rows_of_a_day_closed_meanwhile_amend_it(tmp_path: Path) -> None:
+    """Another process closed the open day: the one-statement write finds it closed,
+    writes nothing, and the commit amends the closed day in a transaction instead."""
+    from metermatrix.today import TodayStore
+
+    store = TodayStore(DAY, max_reading_wh=50_000)
+    storage = open_storage(tmp_path)
+    storage.add_meters([5, 6])
+    storage.close_day_from_readings(DAY)
+    storage.close()
+    store.put(5, 3, 400)
+
+    async def body(writer: ReadingWriter) -> object:
+        return await writer.add_new(Reading(5, DAY, 3, 400), False, store.row_values(5))
+
+    assert run_with_writer(tmp_path, body) == "stored"
+    assert committed(tmp_path, "SELECT energy_wh FROM day_totals WHERE meter_id = 5") == 400

@@ -159,6 +159,13 @@ class Storage(abc.ABC):
                      rows: npt.NDArray[np.uint16]) -> None:
         """Replace meters' whole rows of ``day`` (48 values [Wh], 0xFFFF empty) from today's."""
 
+    def put_open_day_rows(self, day: date, meter_ids: Sequence[int],
+                          rows: npt.NDArray[np.uint16]) -> bool:
+        """``put_day_rows`` of known meters, outside any transaction, as one durable write
+        of its own, if ``day`` is not closed: False (nothing written) when it is closed or
+        the backend has no such write; the caller then writes in a transaction."""
+        return False
+
     @abc.abstractmethod
     def day_matrix(self, day: date) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint16]]:
         """(meter_ids ascending, (meters, 48) readings [Wh], 0xFFFF where empty) of ``day``."""
