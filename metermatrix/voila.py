@@ -103,6 +103,11 @@ def voila_config(notebook: Notebook, port: int, token: str, kernels: int) -> dic
         "MappingKernelManager": {"cull_idle_timeout": CULL_IDLE_S,
                                  "cull_interval": CULL_INTERVAL_S, "cull_connected": False},
         "VoilaKernelManager": {"fill_delay": REFILL_DELAY_S},
+        # Two Voila children choose their kernels' ports independently, so a port can be
+        # taken by the other's kernel; with cached ports a restart tried the same taken
+        # port five times and the dashboard's kernel died. Uncached, a restart draws new
+        # ports.
+        "KernelManager": {"cache_ports": False},
     }
 
 
