@@ -571,7 +571,7 @@ def test_postgres_readonly_storage_reads_but_cannot_write(pg_database: str) -> N
 
 @pytest.mark.parametrize("rows", [0, 1, 3, 25, 341, 1000])
 def test_multi_row_inserts_write_what_executemany_writes(rows: int) -> None:
-    from metermatrix.storage.sqlite import insert_rows
+    from metermatrix.storage.sqlite_inserts import insert_rows
 
     values = [(n, f"meter {n}", bytes([n % 256]) * 3) for n in range(rows)]
     values += values[:rows // 3]  # repeats: the later copy replaces, as in executemany

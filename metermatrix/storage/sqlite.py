@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from functools import cache
 from importlib import resources
 from operator import itemgetter
 from pathlib import Path
@@ -46,50 +45,11 @@ from metermatrix.storage.packing import (
 )
 from metermatrix.storage.sqlite_columns import ColumnReadings
 from metermatrix.storage.sqlite_days import DayTables
+from metermatrix.storage.sqlite_inserts import OPEN_ROWS_AT_MOST, insert_rows, open_rows_sql
 
 _CHUNK = 500  # ids per IN (...) list
-#: Rows per multi-row INSERT, largest first (``insert_rows``).
-_INSERT_SIZES = (256, 64, 16, 4, 1)
-
-
 def _now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@cache
-def _values_sql(head: str, width: int, rows: int) -> str:
-    one = "(" + ", ".join("?" * width) + ")"
-    return f"{head} VALUES {', '.join([one] * rows)}"
-
-
-#: Most rows in one ``put_open_day_rows`` statement.
-OPEN_ROWS_AT_MOST = 256
-
-
-@cache
-def _open_rows_sql(rows: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?)"] * rows)
-    return ("INSERT OR REPLACE INTO day_readings (day, meter_id, slots_wh, marks)"
-            f" SELECT column1, column2, column3, column4 FROM (VALUES {values})"
-            " WHERE NOT EXISTS (SELECT 1 FROM closed_days WHERE day = ?)")
-
-
-def insert_rows(db: sqlite3.Connection, head: str, rows: Sequence[tuple[object, ...]]) -> None:
-    """``executemany(head + " VALUES (?, ...)", rows)`` as a few multi-row statements.
-
-    ``head`` is the statement up to its VALUES (``INSERT ... (columns)``). Each statement
-    executed lets other threads run while SQLite works (the GIL is released per step):
-    25 rows take 3 statements here against 25 steps in ``executemany``, so the writer
-    thread waits for the event loop's thread far less often in a group commit.
-    """
-    if not rows:
-        return
-    width, at = len(rows[0]), 0
-    for size in _INSERT_SIZES:
-        while len(rows) - at >= size:
-            db.execute(_values_sql(head, width, size),
-                       [value for row in rows[at:at + size] for value in row])
-            at += size
 
 
 class SQLiteStorage(DayTables, ColumnReadings, Storage):
@@ -277,7 +237,7 @@ class SQLiteStorage(DayTables, ColumnReadings, Storage):
             values += (number, int(meter_ids[at]), blobs[at], ALL_ON_TIME)
         values.append(day.isoformat())
         try:
-            written = self._db.execute(_open_rows_sql(size), values).rowcount
+            written = self._db.execute(open_rows_sql(size), values).rowcount
         except sqlite3.Error as error:
             raise StorageError(f"transaction failed: {error}") from error
         return written > 0
