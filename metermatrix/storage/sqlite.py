@@ -48,6 +48,8 @@ from metermatrix.storage.sqlite_days import DayTables
 from metermatrix.storage.sqlite_inserts import OPEN_ROWS_AT_MOST, insert_rows, open_rows_sql
 
 _CHUNK = 500  # ids per IN (...) list
+
+
 def _now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

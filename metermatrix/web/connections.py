@@ -99,8 +99,6 @@ class Deadlines:
         self.body_s = body_s
         #: stream -> (deadline on time.monotonic(), "head" or "body")
         self._due: dict[IOStream, tuple[float, str]] = {}
-        self.closed_idle = 0
-        self.closed_slow_body = 0
 
     def waiting_for_head(self, stream: IOStream) -> None:
         """A connection waits for its next request (Tornado's idle connection timeout)."""
@@ -114,24 +112,18 @@ class Deadlines:
         """The request was read (or the connection closed): no deadline until the next."""
         self._due.pop(stream, None)
 
-    def sweep(self, now: float | None = None) -> None:
+    def sweep(self) -> None:
         """Close every connection past its deadline; forget connections already closed."""
-        now = time.monotonic() if now is None else now
+        now = time.monotonic()
         for stream, (due, waiting) in list(self._due.items()):
             if stream.closed():
                 del self._due[stream]
             elif due <= now:
                 del self._due[stream]
                 if waiting == "body":
-                    self.closed_slow_body += 1
                     log.info("closed a connection from %s: its request body took over %g s",
                              _peer(stream), self.body_s)
-                else:
-                    self.closed_idle += 1
                 stream.close()
-
-    def __len__(self) -> int:
-        return len(self._due)
 
 
 def _peer(stream: IOStream) -> str:

@@ -17,9 +17,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable
-from functools import cache
+from functools import cache, lru_cache
 from http.client import responses
-from typing import Any
 
 import orjson
 import tornado.web
@@ -61,16 +60,15 @@ def status_line(status: int) -> bytes:
     return f"HTTP/1.1 {status} {responses.get(status, 'Unknown')}\r\n".encode("latin1")
 
 
-_date: list[Any] = [0, b""]  # [the second, its Date header line]
-
-
 def date_line(now: float) -> bytes:
     """The ``Date`` header line for the instant ``now`` [s since the epoch], made once a
     second."""
-    second = int(now)
-    if second != _date[0]:
-        _date[:] = [second, f"Date: {httputil.format_timestamp(second)}\r\n".encode("latin1")]
-    return _date[1]  # type: ignore[no-any-return]
+    return _date_line_of(int(now))
+
+
+@lru_cache(maxsize=1)
+def _date_line_of(second: int) -> bytes:
+    return f"Date: {httputil.format_timestamp(second)}\r\n".encode("latin1")
 
 
 class PacketDelegate(httputil.HTTPMessageDelegate):
